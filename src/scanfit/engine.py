@@ -1,0 +1,343 @@
+"""The compiled fit: ``jit`` + ``lax.scan`` over recorded steps, ``vmap`` over restarts.
+
+One call of the compiled ``chunk`` runs ``chunk_records * record_every`` steps for every
+start; the Python loop around it only moves a progress bar, checks early stopping and
+catches Ctrl-C. With no progress bar and no early stopping the whole fit is one chunk.
+The carry holds, per start: params, optimizer state, key, step counter, the last finite
+params (for divergence), and early-stopping bookkeeping.
+
+>>> import scanfit as sf
+>>> data = sf.datasets.linear(seed=0)
+>>> r = sf.fit(sf.Linear(), sf.Gaussian(), data.train.x, data.train.y, steps=500, learning_rate=0.01)
+>>> round(float(r.params["beta1"][0]), 2)
+2.0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import time
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from jax import lax
+
+from . import data as data_mod
+from . import optimizers
+from .config import EarlyStopping, FitConfig
+from .likelihoods import Likelihood
+from .models import as_model, forward
+from .result import FitError, FitResult, FitWarning, Status, choose_start
+
+__all__ = ["fit", "traces"]
+
+_TRACES = [0]
+
+
+def traces() -> int:
+    """How many times a fit loop has been traced (compiled); tests use it to prove caching."""
+    return _TRACES[0]
+
+
+def _where(cond, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(cond, a, b), new, old)
+
+
+@functools.lru_cache(maxsize=64)
+def _programs(model, likelihood, optimizer, learning_rate, tol, record_every, chunk_records,
+              steps, es, masked, has_valid, names, multi, source):
+    """Build (init, chunk, evaluate) for one static configuration; jit caches by shapes."""
+    stepper = optimizers.stepper(optimizer, learning_rate, tol)
+    monitor = None
+    if es is not None:
+        monitor = es.monitor if has_valid or not es.monitor.startswith("valid_") else "train_" + es.monitor[6:]
+
+    def objective(params, x, y):
+        index = forward(model, params, x)
+        return likelihood.objective(index, y), index
+
+    def statistics(params, index, value, data):
+        out = {f"train_{k}": v for k, v in likelihood.stats(index, data["y"], value).items()}
+        if has_valid:
+            vindex = forward(model, params, data["vx"])
+            out.update({f"valid_{k}": v for k, v in likelihood.stats(vindex, data["vy"]).items()})
+        out.update(model.summaries(params, names))
+        return out
+
+    def init(key, n_features, n_outputs):
+        params = model.init(key, n_features, n_outputs)
+        carry = {"params": params, "state": stepper.init(params), "key": key,
+                 "step": jnp.zeros((), jnp.int32), "stopped": jnp.zeros((), bool),
+                 "stop_step": jnp.full((), steps, jnp.int32), "bad_step": jnp.full((), -1, jnp.int32),
+                 "last_good": params}
+        if es is not None:
+            carry.update(best=jnp.full((), -jnp.inf, jnp.result_type(float)), since=jnp.zeros((), jnp.int32),
+                         best_step=jnp.zeros((), jnp.int32), best_params=params)
+        return carry
+
+    def one_step(carry, data, record):
+        step = carry["step"]
+        x, y = source.batch(data, step)
+        value, index, params, state, done = stepper.step(objective, carry["params"], carry["state"], x, y)
+        finite = jnp.isfinite(value)
+        new = dict(carry, step=step + 1)
+        new["bad_step"] = jnp.where((carry["bad_step"] < 0) & ~finite, step, carry["bad_step"])
+        new["last_good"] = _where(finite & (carry["bad_step"] < 0), carry["params"], carry["last_good"])
+        stats = statistics(carry["params"], index, value, data) if record else None
+        halt = ~finite | done
+        if es is not None and record:
+            m = es.sign * stats[monitor]
+            better = m > carry["best"] + es.min_delta
+            new["best"] = jnp.where(better, m, carry["best"])
+            new["best_step"] = jnp.where(better, step, carry["best_step"])
+            new["best_params"] = _where(better, carry["params"], carry["best_params"])
+            new["since"] = jnp.where(better, 0, carry["since"] + 1)
+            halt = halt | (new["since"] >= es.patience)
+        if masked:
+            active = ~carry["stopped"] & (step < steps)
+            halt = halt & active
+            new["stopped"] = carry["stopped"] | halt | (step + 1 >= steps)
+            new["stop_step"] = jnp.where(halt, step, carry["stop_step"])
+            go = active & ~halt
+            params, state = _where(go, params, carry["params"]), _where(go, state, carry["state"])
+        else:
+            new["stop_step"] = jnp.where(halt & (carry["stop_step"] == steps), step, carry["stop_step"])
+        new["params"], new["state"] = params, state
+        return new, stats
+
+    def record_body(data, carry, _):
+        carry, stats = one_step(carry, data, True)
+        if record_every > 1:
+            carry = lax.fori_loop(0, record_every - 1, lambda i, c: one_step(c, data, False)[0], carry)
+        return carry, stats
+
+    def chunk(carry, data):
+        _TRACES[0] += 1
+        return lax.scan(functools.partial(record_body, data), carry, None, length=chunk_records)
+
+    def evaluate(params, data):
+        index = forward(model, params, data["x"])
+        return statistics(params, index, None, data)
+
+    if multi:
+        init = jax.vmap(init, in_axes=(0, None, None))
+        chunk = jax.vmap(chunk, in_axes=(0, None))
+        evaluate = jax.vmap(evaluate, in_axes=(0, None))
+    return (jax.jit(init, static_argnums=(1, 2)), jax.jit(chunk), jax.jit(evaluate))
+
+
+def _chunk_records(n_records: int, progress: bool, es: EarlyStopping | None) -> int:
+    if es is None and not progress:
+        return n_records
+    return max(1, math.ceil(n_records / (100 if es is not None else 50)))
+
+
+def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | None = None,
+        optimizer: Any = "gd", learning_rate: float | None = None, steps: int = 1000, seed: int = 0,
+        record_every: int = 1, restarts: int = 1, early_stopping: EarlyStopping | None = None,
+        dtype: str = "float32", tol: float = 1e-8, progress: bool = False, throw: bool = False,
+        config: FitConfig | None = None) -> FitResult:
+    """Maximize the mean log-likelihood of ``y`` given ``model(params, x)`` with a compiled loop.
+
+    Parameters
+    ----------
+    model : sf.Linear(), sf.MLP(...), sf.Function(...), sf.Module(...) or a flax NNX module.
+    likelihood : sf.Gaussian(), sf.Bernoulli() or sf.Categorical().
+    x : array of shape (n, d) or (n,), or a pandas DataFrame (its columns name the coefficients).
+    y : array of shape (n,): numbers (Gaussian), 0/1 or bool (Bernoulli), labels 0..K-1 (Categorical).
+    valid : optional (x_valid, y_valid) with the same columns; its statistics join the history.
+    optimizer : "gd" (params + learning_rate * gradient), an optax name such as "rmsprop", an
+        optax.GradientTransformation, or "newton" / "lbfgs" (full batch, stop on ``tol``).
+    learning_rate : step size; default 0.1 for "gd"/"sgd", 0.01 otherwise.
+    steps : number of steps (the upper bound with early stopping or second-order methods).
+    seed : starting parameters come from jax.random.key(seed); same seed, same numbers.
+    record_every : record statistics every this many steps (steps must be a multiple).
+    restarts : independent starts run together (vmap); the best by valid (else train) objective is kept.
+    early_stopping : sf.EarlyStopping(...) to stop inside the loop when the monitor stalls.
+    dtype : "float32" (default) or "float64" (enabled for this fit only).
+    progress : show a progress bar (the loop then runs in chunks; the numbers do not change).
+    throw : raise FitError instead of warning when the fit diverges.
+    config : a ready FitConfig; when given it replaces the keyword options above.
+
+    Example
+    -------
+    >>> import scanfit as sf
+    >>> d = sf.datasets.hill(seed=0)
+    >>> r = sf.fit(sf.MLP(hidden=2), sf.Bernoulli(), d.train.x, d.train.y, valid=(d.valid.x, d.valid.y),
+    ...            optimizer="rmsprop", learning_rate=0.01, steps=4000, seed=0)
+    >>> r.history["valid_accuracy"].iloc[-1] > 0.95
+    True
+    """
+    if config is None:
+        config = FitConfig(optimizer=optimizer, learning_rate=learning_rate, steps=steps, record_every=record_every,
+                           restarts=restarts, seed=seed, early_stopping=early_stopping, dtype=dtype, tol=tol)
+    config = config.validated()
+    model = as_model(model)
+    if not isinstance(likelihood, Likelihood):
+        raise TypeError(f"The 'likelihood' parameter must be sf.Gaussian(), sf.Bernoulli() or sf.Categorical(). "
+                        f"Got {type(likelihood).__name__}.")
+    xa, ya, names = data_mod.check_xy(x, y)
+    likelihood, yenc = likelihood.prepare(ya)
+    vdata = None
+    if valid is not None:
+        if not (isinstance(valid, (tuple, list)) and len(valid) == 2):
+            raise TypeError("The 'valid' parameter of fit must be a pair (x_valid, y_valid).")
+        vx, vy, _ = data_mod.check_xy(valid[0], valid[1], names=names if hasattr(valid[0], "columns") else None,
+                                      prefix="valid_")
+        if vx.shape[1] != xa.shape[1]:
+            raise ValueError(f"'valid_x' has {vx.shape[1]} columns but 'x' has {xa.shape[1]}; they must match.")
+        likelihood.prepare(vy, name="valid_y")
+        _, vyenc = likelihood.prepare(vy, name="valid_y")
+        vdata = (vx, vyenc)
+    with dtype_scope(config.dtype):
+        return _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw)
+
+
+def dtype_scope(dtype: str):
+    """Enable float64 for the enclosed work only, leaving the user's JAX setting alone."""
+    return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
+
+
+def layout(model, x: np.ndarray, dtype: str):
+    """``x`` of shape ``(n, d)`` as the model reads it: ``(d, n)`` for built-in models."""
+    x = np.asarray(x, dtype=dtype)
+    return jnp.asarray(np.ascontiguousarray(x.T) if model.columns else x)
+
+
+def _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw):
+    es = config.early_stopping
+    n_records = config.steps // config.record_every
+    chunk_records = _chunk_records(n_records, progress, es)
+    n_chunks = math.ceil(n_records / chunk_records)
+    masked = (n_chunks * chunk_records != n_records or es is not None
+              or config.optimizer in optimizers.SECOND_ORDER)
+    multi = config.restarts > 1
+    ydt = config.dtype if yenc.dtype.kind == "f" else yenc.dtype
+    data = {"x": layout(model, xa, config.dtype), "y": jnp.asarray(yenc.astype(ydt))}
+    if vdata is not None:
+        data.update(vx=layout(model, vdata[0], config.dtype), vy=jnp.asarray(vdata[1].astype(ydt)))
+    init, chunk, evaluate = _programs(model, likelihood, config.optimizer, config.learning_rate, config.tol,
+                                      config.record_every, chunk_records, config.steps, es, masked,
+                                      vdata is not None, names, multi, data_mod.FullBatch())
+    key = jax.random.key(config.seed)
+    keys = jax.random.split(key, config.restarts) if multi else key
+    start = time.perf_counter()
+    try:
+        carry = init(keys, xa.shape[1], likelihood.n_outputs)
+    except Exception as err:  # a user model whose init does not fit the data
+        raise ValueError(f"The model could not build its parameters for x with {xa.shape[1]} features: {err}") from err
+    pieces, interrupted = [], False
+    bar = _progress_bar(progress, config.steps)
+    try:
+        with bar:
+            for c in range(n_chunks):
+                carry, stats = chunk(carry, data)
+                pieces.append(stats)
+                bar.advance(min(config.steps, (c + 1) * chunk_records * config.record_every))
+                if progress:
+                    jax.block_until_ready(carry["step"])
+                if masked and bool(jnp.all(carry["stopped"])):
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+    carry = jax.device_get(carry)
+    pieces = jax.device_get(pieces)
+    seconds = time.perf_counter() - start
+    return _assemble(model, likelihood, config, names, xa, ya, vdata, data, evaluate, carry, pieces,
+                     interrupted, seconds, throw)
+
+
+def _assemble(model, likelihood, config, names, xa, ya, vdata, data, evaluate, carry, pieces,
+              interrupted, seconds, throw):
+    multi = config.restarts > 1
+    es = config.early_stopping
+    table = {k: np.concatenate([p[k] for p in pieces], axis=-1) for k in pieces[0]} if pieces else {}
+    width = next(iter(table.values())).shape[-1] if table else 0
+    steps_axis = np.arange(width) * config.record_every
+
+    def per_start(a, i):
+        return a[i] if multi else a
+
+    params_all, statuses, histories, finals = [], [], [], []
+    use = carry["best_params"] if (es is not None and es.restore_best) else carry["params"]
+    for i in range(config.restarts):
+        bad = int(per_start(carry["bad_step"], i))
+        stop = int(per_start(carry["stop_step"], i))
+        run = min(stop, int(per_start(carry["step"], i)), config.steps)
+        if bad >= 0:
+            params = jax.tree.map(lambda a: per_start(a, i), carry["last_good"])
+            status = Status.diverged(bad, config.learning_rate, config.optimizer)
+            run = bad
+        else:
+            params = jax.tree.map(lambda a: per_start(a, i), use)
+            if interrupted and run < config.steps:
+                status = Status("interrupted", run, "Stopped by the user (Ctrl-C); the history holds the steps run so far.")
+            elif stop < config.steps:
+                status = Status("converged", run, "Stopped early: the monitored objective stopped improving."
+                                if es is not None else "Converged: the gradient fell below tol.")
+            elif es is not None or config.optimizer in optimizers.SECOND_ORDER:
+                status = Status("max_steps", config.steps, f"Reached steps={config.steps} before converging; "
+                                f"increase steps (or learning_rate).")
+            else:
+                status = Status("completed", config.steps, f"Ran all {config.steps} steps.")
+        keep = steps_axis <= run if status.code in ("converged", "diverged") else steps_axis < run
+        frame = {"step": steps_axis[keep]}
+        frame.update({k: per_start(v, i)[keep] for k, v in table.items()})
+        histories.append(pd.DataFrame(frame))
+        params_all.append(params)
+        statuses.append(status)
+    stacked = jax.tree.map(lambda *a: np.stack(a), *params_all) if multi else params_all[0]
+    final = jax.device_get(evaluate(stacked, data))
+    for i in range(config.restarts):
+        finals.append({k: float(per_start(v, i)) for k, v in final.items()})
+    best = choose_start(finals, statuses, has_valid=vdata is not None)
+    result = FitResult(model=model, likelihood=likelihood, config=config, params=params_all[best],
+                       history=histories[best], status=statuses[best], feature_names=names,
+                       final=finals[best], seconds=seconds, best_start=best,
+                       start_histories=histories, start_params=params_all, start_statuses=statuses,
+                       start_finals=finals, train=(xa, ya), valid=vdata)
+    if statuses[best].code == "diverged":
+        if throw:
+            raise FitError(statuses[best].message)
+        warnings.warn(statuses[best].message, FitWarning, stacklevel=3)
+    return result
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def advance(self, done):
+        pass
+
+
+class _RichBar(_NoBar):
+    def __init__(self, total):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("fitting"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+                                 TimeRemainingColumn(), transient=True)
+        self.task = self.progress.add_task("fit", total=total)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def advance(self, done):
+        self.progress.update(self.task, completed=done)
+
+
+def _progress_bar(progress: bool, total: int):
+    return _RichBar(total) if progress else _NoBar()

@@ -1,0 +1,80 @@
+"""Optimizer names to optax transformations. The engine maximizes; optax minimizes, so the
+engine hands optax the negated gradient and nothing here needs to know.
+
+``"gd"`` is the notebook's plain step ``params + learning_rate * gradient``.
+
+>>> import scanfit as sf
+>>> sf.optimizers.resolve("rmsprop", 0.01)  # doctest: +ELLIPSIS
+GradientTransformation...
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+__all__ = ["NAMES", "SECOND_ORDER", "resolve", "default_learning_rate", "label"]
+
+# First-order optax optimizers that take a learning rate as their first argument.
+_OPTAX = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adabelief", "adamax", "amsgrad",
+          "nadam", "radam", "lion", "lamb", "lars", "novograd", "yogi", "sm3", "fromage", "noisy_sgd")
+NAMES = ("gd",) + tuple(n for n in _OPTAX if hasattr(optax, n))
+SECOND_ORDER = ("newton", "lbfgs")
+
+
+def default_learning_rate(optimizer: Any) -> float:
+    """0.1 for plain gradient steps, 0.01 for adaptive optimizers."""
+    return 0.1 if optimizer in ("gd", "sgd") else 0.01
+
+
+def label(optimizer: Any) -> str:
+    return optimizer if isinstance(optimizer, str) else type(optimizer).__name__
+
+
+def resolve(optimizer: Any, learning_rate: float) -> optax.GradientTransformation:
+    """Return the optax transformation for a name or pass a transformation through."""
+    if isinstance(optimizer, optax.GradientTransformation):
+        return optimizer
+    if not isinstance(optimizer, str):
+        raise TypeError(f"The 'optimizer' parameter must be a name or an optax.GradientTransformation. "
+                        f"Got {type(optimizer).__name__}.")
+    if optimizer == "gd":
+        return optax.sgd(learning_rate)
+    if optimizer in NAMES:
+        return getattr(optax, optimizer)(learning_rate)
+    raise ValueError(f"The 'optimizer' parameter must be one of {list(NAMES + SECOND_ORDER)} or an "
+                     f"optax.GradientTransformation. Got {optimizer!r} instead.")
+
+
+class FirstOrder:
+    """One optax step of the maximization, in the engine's stepper interface.
+
+    A stepper has ``init(params) -> state`` and
+    ``step(objective, params, state, x, y) -> (value, index, new_params, new_state, done)``
+    where ``objective(params, x, y) -> (mean log-likelihood, index)``. ``value`` and
+    ``index`` belong to ``params`` (before the step), so the history's statistics come from
+    the same forward pass as the gradient. First-order steps never declare ``done``.
+    """
+
+    def __init__(self, optimizer: Any, learning_rate: float):
+        self.tx = resolve(optimizer, learning_rate)
+
+    def init(self, params):
+        return self.tx.init(params)
+
+    def step(self, objective, params, state, x, y):
+        (value, index), grads = jax.value_and_grad(objective, has_aux=True)(params, x, y)
+        updates, state = self.tx.update(jax.tree.map(jnp.negative, grads), state, params)
+        return value, index, optax.apply_updates(params, updates), state, jnp.zeros((), bool)
+
+
+def stepper(optimizer: Any, learning_rate: float, tol: float):
+    """The stepper for an optimizer name or optax transformation."""
+    if isinstance(optimizer, str) and optimizer in SECOND_ORDER:
+        from . import second_order
+
+        return second_order.make(optimizer, tol)
+    return FirstOrder(optimizer, learning_rate)
