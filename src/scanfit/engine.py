@@ -53,7 +53,7 @@ def _where(cond, new, old):
 def _programs(model, likelihood, optimizer, learning_rate, tol, record_every, chunk_records,
               steps, es, masked, has_valid, names, multi, source):
     """Build (init, chunk, evaluate) for one static configuration; jit caches by shapes."""
-    stepper = optimizers.stepper(optimizer, learning_rate, tol)
+    stepper = optimizers.stepper(optimizer, learning_rate, tol, model, likelihood)
     monitor = None
     if es is not None:
         monitor = es.monitor if has_valid or not es.monitor.startswith("valid_") else "train_" + es.monitor[6:]
@@ -70,8 +70,8 @@ def _programs(model, likelihood, optimizer, learning_rate, tol, record_every, ch
         out.update(model.summaries(params, names))
         return out
 
-    def init(key, n_features, n_outputs):
-        params = model.init(key, n_features, n_outputs)
+    def init(key, start, n_features, n_outputs):
+        params = model.init(key, n_features, n_outputs) if start is None else start
         carry = {"params": params, "state": stepper.init(params), "key": key,
                  "step": jnp.zeros((), jnp.int32), "stopped": jnp.zeros((), bool),
                  "stop_step": jnp.full((), steps, jnp.int32), "bad_step": jnp.full((), -1, jnp.int32),
@@ -126,10 +126,10 @@ def _programs(model, likelihood, optimizer, learning_rate, tol, record_every, ch
         return statistics(params, index, None, data)
 
     if multi:
-        init = jax.vmap(init, in_axes=(0, None, None))
+        init = jax.vmap(init, in_axes=(0, None, None, None))
         chunk = jax.vmap(chunk, in_axes=(0, None))
         evaluate = jax.vmap(evaluate, in_axes=(0, None))
-    return (jax.jit(init, static_argnums=(1, 2)), jax.jit(chunk), jax.jit(evaluate))
+    return (jax.jit(init, static_argnums=(2, 3)), jax.jit(chunk), jax.jit(evaluate))
 
 
 def _chunk_records(n_records: int, progress: bool, es: EarlyStopping | None) -> int:
@@ -142,7 +142,7 @@ def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | No
         optimizer: Any = "gd", learning_rate: float | None = None, steps: int = 1000, seed: int = 0,
         record_every: int = 1, restarts: int = 1, early_stopping: EarlyStopping | None = None,
         dtype: str = "float32", tol: float = 1e-8, progress: bool = False, throw: bool = False,
-        config: FitConfig | None = None) -> FitResult:
+        init_params: Any = None, config: FitConfig | None = None) -> FitResult:
     """Maximize the mean log-likelihood of ``y`` given ``model(params, x)`` with a compiled loop.
 
     Parameters
@@ -163,6 +163,8 @@ def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | No
     dtype : "float32" (default) or "float64" (enabled for this fit only).
     progress : show a progress bar (the loop then runs in chunks; the numbers do not change).
     throw : raise FitError instead of warning when the fit diverges.
+    init_params : start from these parameters (a pytree like ``result.params``) instead of
+        drawing them from ``seed``; every restart then starts there.
     config : a ready FitConfig; when given it replaces the keyword options above.
 
     Example
@@ -196,7 +198,7 @@ def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | No
         _, vyenc = likelihood.prepare(vy, name="valid_y")
         vdata = (vx, vyenc)
     with dtype_scope(config.dtype):
-        return _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw)
+        return _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw, init_params)
 
 
 def dtype_scope(dtype: str):
@@ -210,7 +212,7 @@ def layout(model, x: np.ndarray, dtype: str):
     return jnp.asarray(np.ascontiguousarray(x.T) if model.columns else x)
 
 
-def _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw):
+def _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw, init_params=None):
     es = config.early_stopping
     n_records = config.steps // config.record_every
     chunk_records = _chunk_records(n_records, progress, es)
@@ -229,7 +231,9 @@ def _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw)
     keys = jax.random.split(key, config.restarts) if multi else key
     start = time.perf_counter()
     try:
-        carry = init(keys, xa.shape[1], likelihood.n_outputs)
+        start_params = None if init_params is None else jax.tree.map(lambda a: jnp.asarray(a, config.dtype), init_params,
+                                                                      is_leaf=lambda a: isinstance(a, list))
+        carry = init(keys, start_params, xa.shape[1], likelihood.n_outputs)
     except Exception as err:  # a user model whose init does not fit the data
         raise ValueError(f"The model could not build its parameters for x with {xa.shape[1]} features: {err}") from err
     pieces, interrupted = [], False
@@ -286,6 +290,13 @@ def _assemble(model, likelihood, config, names, xa, ya, vdata, data, evaluate, c
                                 f"increase steps (or learning_rate).")
             else:
                 status = Status("completed", config.steps, f"Ran all {config.steps} steps.")
+        trace = table.get("train_objective")
+        if status.code != "diverged" and trace is not None and len(per_start(trace, i)) > 1:
+            obj = per_start(trace, i)
+            if obj[-1] < obj[0] - 1e-3 * (1 + abs(obj[0])):
+                worse = int(np.argmax(obj < obj[0] - 1e-3 * (1 + abs(obj[0]))))
+                status = Status.diverged(worse * config.record_every, config.learning_rate, config.optimizer,
+                                         how="fell below its starting value")
         keep = steps_axis <= run if status.code in ("converged", "diverged") else steps_axis < run
         frame = {"step": steps_axis[keep]}
         frame.update({k: per_start(v, i)[keep] for k, v in table.items()})

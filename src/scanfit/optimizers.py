@@ -71,10 +71,11 @@ class FirstOrder:
         return value, index, optax.apply_updates(params, updates), state, jnp.zeros((), bool)
 
 
-def stepper(optimizer: Any, learning_rate: float, tol: float):
-    """The stepper for an optimizer name or optax transformation."""
+def stepper(optimizer: Any, learning_rate: float, tol: float, model=None, likelihood=None):
+    """The stepper for an optimizer name or optax transformation. Second-order steppers may use
+    the model and likelihood to exploit structure (the GLM Hessian X^T W X)."""
     if isinstance(optimizer, str) and optimizer in SECOND_ORDER:
         from . import second_order
 
-        return second_order.make(optimizer, tol)
+        return second_order.make(optimizer, tol, model, likelihood)
     return FirstOrder(optimizer, learning_rate)

@@ -44,11 +44,12 @@ class Status:
         return self.code in ("completed", "converged")
 
     @classmethod
-    def diverged(cls, step: int, learning_rate: float, optimizer: Any) -> "Status":
+    def diverged(cls, step: int, learning_rate: float, optimizer: Any, how: str = "") -> "Status":
+        what = how or "became NaN or infinite"
+        kept = "" if how else " The parameters returned are the last finite ones."
         return cls("diverged", step,
-                   f"The fit diverged: the objective became NaN or infinite at step {step} "
-                   f"(optimizer={optimizer!r}, learning_rate={learning_rate:g}). The parameters returned are the last "
-                   f"finite ones. Try a smaller learning_rate, e.g. {learning_rate / 10:g}, or an adaptive optimizer "
+                   f"The fit diverged: the objective {what} at step {step} "
+                   f"(optimizer={optimizer!r}, learning_rate={learning_rate:g}).{kept} Try a smaller learning_rate, e.g. {learning_rate / 10:g}, or an adaptive optimizer "
                    f"such as 'rmsprop'; standardizing x also helps.", step)
 
     def __str__(self) -> str:
