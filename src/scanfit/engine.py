@@ -316,7 +316,7 @@ def _assemble(model, likelihood, config, names, xa, ya, vdata, data, evaluate, c
     if statuses[best].code == "diverged":
         if throw:
             raise FitError(statuses[best].message)
-        warnings.warn(statuses[best].message, FitWarning, stacklevel=3)
+        warnings.warn(statuses[best].message, FitWarning, stacklevel=4)
     return result
 
 
