@@ -137,6 +137,16 @@ class FitResult:
         mean = np.asarray(jax.device_get(self.likelihood.mean(idx if idx.ndim == 1 else idx.T)))
         return mean if mean.ndim == 1 else mean.T
 
+    def save(self, path, *, extra: dict | None = None, overwrite: bool = True):
+        """Save to the directory ``path`` (safetensors + JSON, never pickle); ``sf.load(path)`` reads it.
+
+        See :mod:`scanfit.persist`. User models (``sf.Function``, ``sf.Module``) save their
+        parameters; ``sf.load(path, model=...)`` then takes the same model again.
+        """
+        from .persist import save
+
+        return save(self, path, extra=extra, overwrite=overwrite)
+
     def __repr__(self) -> str:
         return (f"FitResult(model={self.model.spec()}, likelihood={self.likelihood.name!r}, "
                 f"status={self.status.code!r}, steps={self.status.steps}, final={ {k: round(v, 4) for k, v in self.final.items()} })")
