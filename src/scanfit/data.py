@@ -36,7 +36,9 @@ def as_features(x: Any, *, name: str = "x", names: tuple[str, ...] | None = None
                              f"it has {list(map(str, x.columns))}.")
         x = x[list(names)]
     if hasattr(x, "dtypes") and hasattr(x, "columns"):
-        bad = [str(c) for c, t in zip(x.columns, x.dtypes) if not (np.issubdtype(t, np.number) or np.issubdtype(t, np.bool_))]
+        from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+        bad = [str(c) for c, t in zip(x.columns, x.dtypes) if not (is_numeric_dtype(t) or is_bool_dtype(t))]
         if bad:
             raise TypeError(f"The '{name}' table has non-numeric columns {bad}; encode them as numbers "
                             f"(for example with pandas.get_dummies) before fitting.")

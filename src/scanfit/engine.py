@@ -262,6 +262,7 @@ def _assemble(model, likelihood, config, names, xa, ya, vdata, data, evaluate, c
     multi = config.restarts > 1
     es = config.early_stopping
     table = {k: np.concatenate([p[k] for p in pieces], axis=-1) for k in pieces[0]} if pieces else {}
+    table = {k: table[k] for k in column_order(likelihood, table)}
     width = next(iter(table.values())).shape[-1] if table else 0
     steps_axis = np.arange(width) * config.record_every
 
@@ -306,7 +307,7 @@ def _assemble(model, likelihood, config, names, xa, ya, vdata, data, evaluate, c
     stacked = jax.tree.map(lambda *a: np.stack(a), *params_all) if multi else params_all[0]
     final = jax.device_get(evaluate(stacked, data))
     for i in range(config.restarts):
-        finals.append({k: float(per_start(v, i)) for k, v in final.items()})
+        finals.append({k: float(per_start(final[k], i)) for k in column_order(likelihood, final)})
     best = choose_start(finals, statuses, has_valid=vdata is not None)
     result = FitResult(model=model, likelihood=likelihood, config=config, params=params_all[best],
                        history=histories[best], status=statuses[best], feature_names=names,
@@ -318,6 +319,12 @@ def _assemble(model, likelihood, config, names, xa, ya, vdata, data, evaluate, c
             raise FitError(statuses[best].message)
         warnings.warn(statuses[best].message, FitWarning, stacklevel=4)
     return result
+
+
+def column_order(likelihood, columns) -> list[str]:
+    """train_ then valid_ statistics in the likelihood's order, then parameter summaries."""
+    stats = [f"{p}_{n}" for p in ("train", "valid") for n in likelihood.stat_names if f"{p}_{n}" in columns]
+    return stats + [c for c in columns if c not in stats]
 
 
 class _NoBar:

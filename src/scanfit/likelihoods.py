@@ -47,6 +47,7 @@ class Likelihood:
     """Base class; subclasses are frozen dataclasses (hashable, so they key compiled loops)."""
 
     name = "likelihood"
+    stat_names: tuple[str, ...] = ("objective",)
     n_outputs = 1
     point_stat = "accuracy"
 
@@ -82,6 +83,7 @@ class Gaussian(Likelihood):
     """
 
     name = "gaussian"
+    stat_names = ("objective", "mse")
     point_stat = "mse"
 
     def prepare(self, y, *, name="y"):
@@ -112,6 +114,7 @@ class Bernoulli(Likelihood):
     """
 
     name = "bernoulli"
+    stat_names = ("objective", "accuracy", "false_pos", "false_neg", "predavg")
 
     def prepare(self, y, *, name="y"):
         values = np.unique(y)
@@ -153,6 +156,7 @@ class Categorical(Likelihood):
 
     n_classes: int | None = None
     name = "categorical"
+    stat_names = ("objective", "accuracy")
 
     @property
     def n_outputs(self):
