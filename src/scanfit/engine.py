@@ -132,7 +132,9 @@ def _programs(model, likelihood, optimizer, learning_rate, tol, record_every, ch
     return (jax.jit(init, static_argnums=(2, 3)), jax.jit(chunk), jax.jit(evaluate))
 
 
-def _chunk_records(n_records: int, progress: bool, es: EarlyStopping | None) -> int:
+def _chunk_records(n_records: int, progress: bool, es: EarlyStopping | None, second_order: bool = False) -> int:
+    if second_order and es is None and not progress:
+        return min(n_records, 16)  # second-order fits end in few steps: look for the end between short chunks
     if es is None and not progress:
         return n_records
     return max(1, math.ceil(n_records / (100 if es is not None else 50)))
@@ -215,7 +217,7 @@ def layout(model, x: np.ndarray, dtype: str):
 def _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw, init_params=None):
     es = config.early_stopping
     n_records = config.steps // config.record_every
-    chunk_records = _chunk_records(n_records, progress, es)
+    chunk_records = _chunk_records(n_records, progress, es, config.optimizer in optimizers.SECOND_ORDER)
     n_chunks = math.ceil(n_records / chunk_records)
     masked = (n_chunks * chunk_records != n_records or es is not None
               or config.optimizer in optimizers.SECOND_ORDER)
