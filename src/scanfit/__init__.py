@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the table below imp
     from .models import MLP, Function, Linear, Module
     from .persist import ModelFileError, load
     from .result import FitError, FitResult, FitWarning, Status
+from .user_models import Equinox
 
 __version__ = "0.1.0"
 
@@ -37,7 +38,7 @@ _LAZY = {
 
 __all__ = [
     "datasets", "optimizers", "fit", "FitConfig", "EarlyStopping", "FitResult", "Status", "FitError", "FitWarning",
-    "Linear", "MLP", "Function", "Module", "Gaussian", "Bernoulli", "Categorical", "Likelihood", "__version__",
+    "Linear", "MLP", "Function", "Module", "Equinox", "Gaussian", "Bernoulli", "Categorical", "Likelihood", "__version__",
     "load", "ModelFileError", "plots",
 ]
 
