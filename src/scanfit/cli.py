@@ -1,0 +1,259 @@
+"""The ``scanfit`` command line: a thin layer that turns options into library calls and prints.
+
+    scanfit demo [--out DIR] [--seed N]          the notebook's six experiments
+    scanfit fit TABLE --target COL [...]         fit a model to a CSV or Parquet table
+    scanfit predict MODEL_DIR TABLE [--out F]    predictions for a table
+    scanfit summary MODEL_DIR                    what a saved model is
+
+JAX and the rest of scanfit are imported inside the commands, so ``scanfit --help`` is fast.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(name="scanfit", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Fit likelihood models with compiled JAX loops: the notebook's demo, fits on tables, "
+                       "predictions and summaries of saved models.")
+
+
+class ModelKind(str, Enum):
+    linear = "linear"
+    mlp = "mlp"
+
+
+class LikelihoodKind(str, Enum):
+    gaussian = "gaussian"
+    bernoulli = "bernoulli"
+    categorical = "categorical"
+
+
+class Activation(str, Enum):
+    sigmoid = "sigmoid"
+    tanh = "tanh"
+    relu = "relu"
+
+
+class Optimizer(str, Enum):
+    gd = "gd"
+    sgd = "sgd"
+    adam = "adam"
+    adamw = "adamw"
+    rmsprop = "rmsprop"
+    adagrad = "adagrad"
+    newton = "newton"
+    lbfgs = "lbfgs"
+
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _fail(err: Exception | str) -> None:
+    message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+    _console(stderr=True).print(f"[bold red]Error:[/] {message}", markup=True)
+    raise typer.Exit(code=1)
+
+
+def _rich_table(frame, title: str = ""):
+    import pandas as pd
+    from rich.table import Table
+
+    table = Table(title=title or None, title_justify="left", box=None, padding=(0, 1), header_style="bold")
+    for col in frame.columns:
+        numeric = pd.api.types.is_numeric_dtype(frame[col])
+        table.add_column(str(col), justify="right" if numeric else "left", overflow="fold")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(_fmt(v) for v in row))
+    return table
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "" if v != v else f"{v:.4g}"
+    return str(v)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Directory for the histories (CSV), pictures (PNG) and report.html.")]
+    = Path("scanfit-demo"),
+    seed: Annotated[int, typer.Option(help="Seed for the data and the starting parameters.")] = 0,
+    quick: Annotated[bool, typer.Option(help="Small data and a tenth of the steps: a smoke test in seconds.")] = False,
+    only: Annotated[Optional[str], typer.Option(help="Run only these experiments, e.g. 'ad' (of a-f).")] = None,
+) -> None:
+    """Run the notebook's six experiments and write a report (under 2 minutes on 2 cores)."""
+    from . import demo as demo_mod
+
+    if only is not None and (not only or set(only) - set("abcdef")):
+        _fail(f"The '--only' option takes letters among a-f, such as 'ad'. Got {only!r}.")
+    con = _console()
+
+    def started(exp, options):
+        con.print(f"[bold]({exp.key}) {exp.title}[/]: {options['optimizer']}, learning rate "
+                  f"{options['learning_rate']:g}, {options['steps']} steps, {options['restarts']} start(s)")
+
+    try:
+        outcomes = demo_mod.run(seed=seed, quick=quick, progress=True, only=only, on_start=started)
+        summary_table = demo_mod.table(outcomes)
+        con.print(_rich_table(summary_table.drop(columns="status"), "The notebook's experiments (objective: valid)"))
+        for o in outcomes:
+            if o.result is not None and not o.result.status.ok:
+                con.print(f"({o.experiment.key}) {o.result.status}", markup=False)
+            if o.result is None:
+                con.print(f"({o.experiment.key}) skipped: {o.skipped}", markup=False)
+        report = demo_mod.write_outputs(outcomes, out)
+    except USER_ERRORS as err:
+        _fail(err)
+    con.print(f"Wrote histories, pictures and [bold]{report}[/] to {out}/")
+
+
+def _parse_list(value: Optional[str], option: str, kind=str) -> Optional[list]:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        parsed = [kind(v) for v in items]
+    except ValueError:
+        _fail(f"The '{option}' option takes comma-separated {kind.__name__}s such as "
+              f"{'8,8' if kind is int else 'a,b'}. Got {value!r}.")
+    if not parsed:
+        _fail(f"The '{option}' option is empty; give comma-separated names or leave it out.")
+    return parsed
+
+
+@app.command()
+def fit(
+    table: Annotated[Path, typer.Argument(help="CSV or Parquet file with one row per observation.")],
+    target: Annotated[str, typer.Option(help="The column to predict.")],
+    features: Annotated[Optional[str], typer.Option(help="Comma-separated feature columns (default: all others).")]
+    = None,
+    model: Annotated[ModelKind, typer.Option(help="linear: intercept and slopes; mlp: a neural network.")]
+    = ModelKind.linear,
+    hidden: Annotated[str, typer.Option(help="Hidden units per layer for --model mlp, e.g. 8,8.")] = "8",
+    activation: Annotated[Activation, typer.Option(help="Hidden-layer activation for --model mlp.")]
+    = Activation.sigmoid,
+    likelihood: Annotated[Optional[LikelihoodKind], typer.Option(
+        help="Default from the target: two values bernoulli, 3-20 classes categorical, else gaussian.")] = None,
+    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer: gd (plain gradient steps) or an optax name.")]
+    = Optimizer.rmsprop,
+    learning_rate: Annotated[Optional[float], typer.Option(help="Step size (default 0.1 for gd, 0.01 otherwise).")]
+    = None,
+    steps: Annotated[int, typer.Option(help="Number of optimizer steps.")] = 2000,
+    restarts: Annotated[int, typer.Option(help="Independent starts run together; the best is kept.")] = 1,
+    valid_fraction: Annotated[float, typer.Option(help="Share of rows held out for validation.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed for the split and the starting parameters.")] = 0,
+    out: Annotated[Path, typer.Option(help="Directory for the saved model, history.csv, plots and report.html.")]
+    = Path("scanfit-fit"),
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Fit a model to a table and write the saved model, history, plots and report."""
+    from . import tables
+
+    feature_list = _parse_list(features, "--features")
+    hidden_units = _parse_list(hidden, "--hidden", int)
+    con = _console()
+    try:
+        import scanfit as sf
+
+        frame = tables.read(table)
+        mdl = sf.Linear() if model is ModelKind.linear else sf.MLP(hidden=tuple(hidden_units),
+                                                                     activation=activation.value)
+        lik = None if likelihood is None else likelihood.value
+        if target in frame.columns:
+            con.print(f"Likelihood: {tables.encode_target(frame[target], lik).reason}", markup=False)
+        result, tgt, xt, yt = tables.fit_table(
+            frame, target=target, features_=feature_list, model=mdl, likelihood=lik, valid_fraction=valid_fraction,
+            seed=seed, optimizer=optimizer.value, learning_rate=learning_rate, steps=steps, restarts=restarts,
+            progress=progress)
+        con.print(f"Status: {result.status}")
+        con.print(_rich_table(tables.final_table(result.final), "Final statistics"))
+        _print_summary(con, result)
+        written = tables.write_outputs(result, out, target=tgt, x=xt, y=yt, table=str(table))
+    except USER_ERRORS as err:
+        _fail(err)
+    con.print(f"Wrote {', '.join(p.name for p in written)} to {out}/")
+
+
+def _print_summary(con, result) -> None:
+    if not hasattr(result, "summary_text"):
+        return
+    try:
+        con.print(result.summary_text(), markup=False)
+    except Exception as err:  # the summary table is optional; say why it is missing
+        con.print(f"(no summary table: {err})", markup=False)
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="A directory written by `scanfit fit` (its model/ folder) "
+                                                   "or by result.save().")],
+    table: Annotated[Path, typer.Argument(help="CSV or Parquet file with the model's feature columns.")],
+    out: Annotated[Optional[Path], typer.Option(help="Write here (.csv or .parquet) instead of printing CSV.")] = None,
+) -> None:
+    """Predict for each row of a table: the mean, or class probabilities and the most likely class."""
+    from . import persist, tables
+
+    try:
+        model_dir = _model_path(model_dir)
+        meta = persist.info(model_dir)
+        result = persist.load(model_dir)
+        frame = tables.read(table)
+        pred = tables.predict_table(result, frame, (meta.get("extra") or {}).get("classes"))
+    except USER_ERRORS as err:
+        _fail(err)
+    if out is None:
+        typer.echo(pred.to_csv(index=False), nl=False)
+        return
+    if out.suffix.lower() in (".parquet", ".pq"):
+        pred.to_parquet(out, index=False)
+    else:
+        pred.to_csv(out, index=False)
+    _console(stderr=True).print(f"Wrote {len(pred)} predictions to {out}")
+
+
+def _model_path(path: Path) -> Path:
+    """Accept the --out directory of `scanfit fit` as well as the model directory inside it."""
+    return path / "model" if (path / "model" / "model.json").exists() and not (path / "model.json").exists() else path
+
+
+@app.command()
+def summary(
+    model_dir: Annotated[Path, typer.Argument(help="A directory written by `scanfit fit` or result.save().")],
+) -> None:
+    """Print what was fitted, on what data, its final statistics and the summary table."""
+    from . import persist, tables
+
+    try:
+        meta = persist.info(_model_path(model_dir))
+    except USER_ERRORS as err:
+        _fail(err)
+    con = _console()
+    extra, cfg = meta.get("extra") or {}, meta["config"]
+    con.print(f"[bold]Model[/]: {meta['model']}  [bold]likelihood[/]: {meta['likelihood']}")
+    if extra.get("target"):
+        con.print(f"[bold]Target[/]: {extra['target']!r}" + (f", classes {extra['classes']}" if extra.get("classes") else ""))
+    con.print(f"[bold]Features[/] ({len(meta['feature_names'])}): {', '.join(meta['feature_names'])}")
+    con.print(f"[bold]Data[/]: {extra.get('table') or '(in memory)'}; {meta.get('n_train')} training rows, "
+              f"{meta.get('n_valid') or 0} validation rows")
+    con.print(f"[bold]Fit[/]: optimizer {cfg['optimizer']}, learning rate {cfg['learning_rate']}, {cfg['steps']} steps, "
+              f"{cfg['restarts']} start(s), seed {cfg['seed']}, {cfg['dtype']}; scanfit {meta['scanfit_version']}, "
+              f"JAX {meta['jax_version']}")
+    con.print(f"[bold]Status[/]: {meta['status']['code']}: {meta['status']['message']}", markup=True)
+    final = {k: (float("nan") if v is None else v) for k, v in (meta.get("final") or {}).items()}
+    con.print(_rich_table(tables.final_table(final), "Final statistics"))
+    if meta.get("summary_text"):
+        con.print(meta["summary_text"], markup=False)
+
+
+if __name__ == "__main__":  # python -m scanfit.cli
+    app()

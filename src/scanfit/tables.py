@@ -1,0 +1,216 @@
+"""Fit and predict on tables (CSV or Parquet): what ``scanfit fit`` and ``scanfit predict`` do.
+
+- :func:`read` reads a table and names the supported formats when it cannot;
+- :func:`encode_target` picks the likelihood from the target column when none is given (two
+  values: Bernoulli; 3 to 20 integer or text classes: Categorical; otherwise Gaussian) and codes
+  the classes as 0..K-1 (sorted), saying what it chose;
+- :func:`features` selects the feature columns; text (categorical) columns are refused with a
+  message naming them: scanfit does not one-hot encode behind the user's back;
+- :func:`fit_table` splits off a validation share, fits, and returns the result with what the
+  encoding was; :func:`write_outputs` saves the model, ``history.csv``, plots and ``report.html``;
+- :func:`predict_table` appends predictions (and class probabilities) to a table.
+
+>>> import pandas as pd
+>>> from scanfit import tables
+>>> tables.encode_target(pd.Series(["no", "yes", "no"], name="buy"), None).reason
+"target 'buy' has two values ['no', 'yes']: bernoulli, coding 'no' as 0 and 'yes' as 1"
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["read", "encode_target", "features", "Target", "fit_table", "write_outputs", "predict_table",
+           "final_table", "MAX_CLASSES"]
+
+MAX_CLASSES = 20
+READERS = {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def read(path: str | Path) -> pd.DataFrame:
+    """Read a CSV (``.csv``, ``.txt``), TSV or Parquet (``.parquet``, ``.pq``) table."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"The table {str(path)!r} does not exist; give the path of a CSV or Parquet file.")
+    kind = READERS.get(path.suffix.lower())
+    if kind is None:
+        raise ValueError(f"The table {str(path)!r} has suffix {path.suffix!r}; scanfit reads {sorted(READERS)} "
+                         f"(CSV, TSV or Parquet). Rename or convert the file.")
+    try:
+        if kind == "parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, sep="\t" if kind == "tsv" else ",")
+    except ImportError as err:
+        raise ValueError(f"Reading Parquet needs pyarrow: pip install pyarrow ({err}).") from None
+    except Exception as err:  # pandas' parser errors are many; name the file
+        raise ValueError(f"Cannot read the table {str(path)!r} as {kind}: {err}") from None
+
+
+@dataclass(frozen=True)
+class Target:
+    """The coded target: ``codes`` of shape ``(n,)``, the likelihood chosen, the original
+    ``classes`` (code k is ``classes[k]``; None for Gaussian) and a sentence saying why."""
+
+    name: str
+    likelihood: str
+    codes: np.ndarray
+    classes: list | None
+    reason: str
+
+
+def _plain(values) -> list:
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
+def encode_target(column: pd.Series, likelihood: str | None) -> Target:
+    """Choose (or check) the likelihood for ``column`` and code it; ``likelihood`` None means choose."""
+    name = str(column.name)
+    missing = column.isna().to_numpy()
+    if missing.any():
+        raise ValueError(f"The target column {name!r} has {int(missing.sum())} missing (NaN) values, the first at row "
+                         f"{int(np.argmax(missing))}; drop or impute those rows before fitting.")
+    numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+    values = column.to_numpy()
+    classes = _plain(np.unique(values))
+    integer = numeric and bool(np.all(np.mod(values.astype(float), 1) == 0))
+    if likelihood is None:
+        if len(classes) == 2:
+            likelihood = "bernoulli"
+        elif (integer or not numeric) and 3 <= len(classes) <= MAX_CLASSES:
+            likelihood = "categorical"
+        elif numeric:
+            likelihood = "gaussian"
+        else:
+            raise ValueError(f"The target column {name!r} holds text with {len(classes)} distinct values; scanfit "
+                             f"fits at most {MAX_CLASSES} classes. Choose another target column.")
+        chosen = True
+    else:
+        chosen = False
+    if likelihood == "gaussian":
+        if not numeric:
+            raise ValueError(f"The Gaussian likelihood needs a numeric target; column {name!r} holds {column.dtype} "
+                             f"values such as {classes[:3]}. Use --likelihood categorical or bernoulli.")
+        why = f"target {name!r} has {len(classes)} distinct numeric values: gaussian" if chosen else "gaussian (as asked)"
+        return Target(name, "gaussian", values.astype(float), None, why)
+    if likelihood == "bernoulli" and len(classes) != 2:
+        raise ValueError(f"The Bernoulli likelihood needs a target with two values; column {name!r} has "
+                         f"{len(classes)}: {classes[:6]}. Use --likelihood categorical (or gaussian).")
+    if likelihood == "categorical" and len(classes) > MAX_CLASSES:
+        raise ValueError(f"The target column {name!r} has {len(classes)} classes, more than {MAX_CLASSES}; "
+                         f"is it really categorical? Use --likelihood gaussian for a number.")
+    codes = np.searchsorted(np.asarray(classes), values).astype(np.int64)
+    shown = ", ".join(f"{c!r} as {k}" for k, c in enumerate(classes[:6])) + (", ..." if len(classes) > 6 else "")
+    if chosen:
+        what = "two values" if len(classes) == 2 else f"{len(classes)} classes"
+        why = f"target {name!r} has {what} {classes[:6]}: {likelihood}, coding {shown.replace(', ', ' and ', 1) if len(classes) == 2 else shown}"
+    else:
+        why = f"{likelihood} (as asked), coding {shown}"
+    return Target(name, likelihood, codes, classes, why)
+
+
+def features(frame: pd.DataFrame, target: str, wanted: list[str] | None) -> pd.DataFrame:
+    """The feature columns: ``wanted`` (checked to exist) or every column but the target."""
+    if target not in frame.columns:
+        raise ValueError(f"The target column {target!r} is not in the table; its columns are {list(map(str, frame.columns))}.")
+    if wanted:
+        missing = [c for c in wanted if c not in frame.columns]
+        if missing:
+            raise ValueError(f"The feature columns {missing} are not in the table; its columns are "
+                             f"{list(map(str, frame.columns))}.")
+        if target in wanted:
+            raise ValueError(f"The target column {target!r} cannot also be a feature; remove it from --features.")
+    x = frame[wanted] if wanted else frame.drop(columns=[target])
+    if x.shape[1] == 0:
+        raise ValueError("There are no feature columns: the table holds only the target.")
+    text = [str(c) for c, t in x.dtypes.items() if not (pd.api.types.is_numeric_dtype(t) or pd.api.types.is_bool_dtype(t))]
+    if text:
+        raise ValueError(f"The feature columns {text} hold text (categories); scanfit does not encode them. "
+                         f"One-hot encode them first (pandas.get_dummies) or leave them out with --features.")
+    return x.astype(float)
+
+
+def fit_table(frame: pd.DataFrame, *, target: str, features_: list[str] | None = None, model: Any,
+              likelihood: str | None = None, valid_fraction: float = 0.2, seed: int = 0, **fit_options):
+    """Split ``frame`` (rows shuffled with ``seed``), fit, and return ``(result, Target, x_train, y_train)``."""
+    import scanfit as sf
+
+    if not 0.0 <= valid_fraction < 1.0:
+        raise ValueError(f"The 'valid_fraction' parameter must be in [0, 1). Got {valid_fraction!r}; try 0.2.")
+    x = features(frame, target, features_)
+    y = encode_target(frame[target], likelihood)
+    order = np.random.default_rng(seed).permutation(len(frame))
+    n_valid = int(round(valid_fraction * len(frame)))
+    if valid_fraction > 0 and (n_valid < 1 or n_valid >= len(frame)):
+        raise ValueError(f"The table has {len(frame)} rows, too few to hold out valid_fraction={valid_fraction}; "
+                         f"use --valid-fraction 0 or more rows.")
+    tr, va = order[n_valid:], order[:n_valid]
+    lik = {"gaussian": sf.Gaussian, "bernoulli": sf.Bernoulli, "categorical": sf.Categorical}[y.likelihood]()
+    if y.likelihood == "categorical":
+        lik = sf.Categorical(n_classes=len(y.classes))
+    xt, yt = x.iloc[tr].reset_index(drop=True), y.codes[tr]
+    valid = (x.iloc[va].reset_index(drop=True), y.codes[va]) if n_valid else None
+    result = sf.fit(model, lik, xt, yt, valid=valid, seed=seed, **fit_options)
+    return result, y, xt, yt
+
+
+def final_table(final: dict) -> pd.DataFrame:
+    """``result.final`` as rows (statistic) by columns (train, valid)."""
+    rows: dict[str, dict] = {}
+    for key, value in final.items():
+        split, _, stat = key.partition("_")
+        if split in ("train", "valid"):
+            rows.setdefault(stat, {"statistic": stat})[split] = value
+    return pd.DataFrame(list(rows.values()))
+
+
+def write_outputs(result, out: str | Path, *, target: Target, x, y, table: str = "") -> list[Path]:
+    """Save the model (``out/model``), ``history.csv``, the plots and ``report.html``; return the paths."""
+    from . import plots, report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    extra = {"target": target.name, "classes": target.classes, "likelihood_reason": target.reason, "table": table}
+    model_dir = result.save(out / "model", extra=extra)
+    result.history.to_csv(out / "history.csv", index=False)
+    xs = np.asarray(x, dtype=float)
+    images = plots.save_all(result, out, x=xs, y=np.asarray(y), classes=target.classes)
+    section = report.result_section("Fit", result, images, text=[
+        f"Table: {table or '(in memory)'}; target {target.name!r}; features {list(result.feature_names)}.",
+        f"Likelihood: {target.reason}."])
+    if target.classes is not None:
+        section.tables.insert(0, ("Classes", pd.DataFrame({"code": range(len(target.classes)),
+                                                           "class": [str(c) for c in target.classes]})))
+    section.tables.insert(1, ("Final statistics (train and valid)", final_table(result.final)))
+    rep = report.write(out / "report.html", f"scanfit fit: {target.name}", [section])
+    return [model_dir, out / "history.csv", *[p for _, p in images], rep]
+
+
+def predict_table(result, frame: pd.DataFrame, classes: list | None) -> pd.DataFrame:
+    """``frame`` with prediction columns appended: ``predicted`` (the mean, or the most likely class)
+    and, for classifiers, ``prob_<class>`` for each class (Bernoulli: the probability of class 1)."""
+    names = list(result.feature_names)
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        raise ValueError(f"The table lacks the feature columns {missing} that the model was fitted on; "
+                         f"it has {list(map(str, frame.columns))}.")
+    x = features(frame.assign(__target__=0), "__target__", names)
+    p = result.predict(x)
+    out = frame.copy()
+    kind = result.likelihood.name
+    if kind == "gaussian":
+        out["predicted"] = p
+        return out
+    labels = classes if classes is not None else list(range(2 if p.ndim == 1 else p.shape[1]))
+    if p.ndim == 1:
+        out[f"prob_{labels[1]}"] = p
+        out["predicted"] = np.where(p >= 0.5, labels[1], labels[0])
+    else:
+        for k, label in enumerate(labels):
+            out[f"prob_{label}"] = p[:, k]
+        out["predicted"] = np.asarray(labels, dtype=object)[np.argmax(p, axis=1)]
+    return out
