@@ -91,16 +91,16 @@ def _programs(model, likelihood, optimizer, learning_rate, tol, record_every, ch
         new["last_good"] = _where(finite & (carry["bad_step"] < 0), carry["params"], carry["last_good"])
         stats = statistics(carry["params"], index, value, data) if record else None
         halt = ~finite | done
+        active = ~carry["stopped"] & (step < steps) if masked else True
         if es is not None and record:
             m = es.sign * stats[monitor]
-            better = m > carry["best"] + es.min_delta
+            better = (m > carry["best"] + es.min_delta) & active
             new["best"] = jnp.where(better, m, carry["best"])
             new["best_step"] = jnp.where(better, step, carry["best_step"])
             new["best_params"] = _where(better, carry["params"], carry["best_params"])
             new["since"] = jnp.where(better, 0, carry["since"] + 1)
             halt = halt | (new["since"] >= es.patience)
         if masked:
-            active = ~carry["stopped"] & (step < steps)
             halt = halt & active
             new["stopped"] = carry["stopped"] | halt | (step + 1 >= steps)
             new["stop_step"] = jnp.where(halt, step, carry["stop_step"])
@@ -133,11 +133,16 @@ def _programs(model, likelihood, optimizer, learning_rate, tol, record_every, ch
 
 
 def _chunk_records(n_records: int, progress: bool, es: EarlyStopping | None, second_order: bool = False) -> int:
+    """One chunk without a bar or early stopping; else about 50 chunks for the bar and at most
+    ``max(patience, 50)`` records per chunk, so an early stop ends the loop soon after it happens."""
     if second_order and es is None and not progress:
         return min(n_records, 16)  # second-order fits end in few steps: look for the end between short chunks
-    if es is None and not progress:
-        return n_records
-    return max(1, math.ceil(n_records / (100 if es is not None else 50)))
+    chunk = n_records
+    if progress:
+        chunk = math.ceil(n_records / 50)
+    if es is not None:
+        chunk = min(chunk, max(es.patience, 50))
+    return max(1, chunk)
 
 
 def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | None = None,
