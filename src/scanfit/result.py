@@ -147,6 +147,51 @@ class FitResult:
 
         return save(self, path, extra=extra, overwrite=overwrite)
 
+    # --- inference (scanfit.inference; see its docstring for the covariance and distribution choices)
+    def summary(self, *, cov_type: str = "nonrobust", alpha: float = 0.05, reference: int = 0, refine: bool = True,
+                allow_nonidentified: bool = False) -> pd.DataFrame:
+        """One row per coefficient ("intercept", then the feature names; ``(class, term)`` for
+        Categorical): estimate, std_err, z, p_value, ci_low, ci_high. Model-level figures (n_obs,
+        loglik, aic, bic, sigma for Gaussian) are in ``.attrs``; ``print`` shows a statsmodels-style table.
+        ``cov_type``: "nonrobust" (inverse observed information) or "robust" (HC0 sandwich).
+        Raises ``sf.NotIdentifiedError`` for collinear columns, separated classes, singular Hessians
+        and networks unless ``allow_nonidentified=True``.
+
+        >>> import scanfit as sf
+        >>> d = sf.datasets.linear(n_train=200, seed=0)
+        >>> r = sf.fit(sf.Linear(), sf.Gaussian(), d.train.x, d.train.y, optimizer="newton", dtype="float64", steps=20)
+        >>> list(r.summary().index)
+        ['intercept', 'x']
+        """
+        from .inference import summary
+
+        return summary(self, cov_type=cov_type, alpha=alpha, reference=reference, refine=refine,
+                       allow_nonidentified=allow_nonidentified)
+
+    def summary_text(self, **options) -> str:
+        """The statsmodels-style text of ``summary(**options)``."""
+        from .inference import summary_text
+
+        return summary_text(self.summary(**options))
+
+    def cov_params(self, *, cov_type: str = "nonrobust", reference: int = 0, refine: bool = True,
+                   allow_nonidentified: bool = False) -> pd.DataFrame:
+        """Covariance matrix of the estimates, (p, p), labelled like ``summary()``'s rows."""
+        from .inference import cov_params
+
+        return cov_params(self, cov_type=cov_type, reference=reference, refine=refine,
+                          allow_nonidentified=allow_nonidentified)
+
+    def conf_int(self, *, alpha: float = 0.05, cov_type: str = "nonrobust", **options) -> pd.DataFrame:
+        """Confidence intervals: a DataFrame with columns ``lower`` and ``upper``, one row per coefficient."""
+        table = self.summary(alpha=alpha, cov_type=cov_type, **options)
+        return pd.DataFrame({"lower": table["ci_low"], "upper": table["ci_high"]})
+
+    @property
+    def bse(self) -> pd.Series:
+        """Standard errors (non-robust), statsmodels' name; ``summary()["std_err"]``."""
+        return pd.Series(self.summary()["std_err"], name="bse")
+
     def __repr__(self) -> str:
         return (f"FitResult(model={self.model.spec()}, likelihood={self.likelihood.name!r}, "
                 f"status={self.status.code!r}, steps={self.status.steps}, final={ {k: round(v, 4) for k, v in self.final.items()} })")

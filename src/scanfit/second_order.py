@@ -113,7 +113,7 @@ def _glm_information(family, index, xt):
             w = prob[a] * ((1.0 if a == b else 0.0) - prob[b]) / n
             blocks[a - 1][b - 1] = gram(xt, w)
             blocks[b - 1][a - 1] = blocks[a - 1][b - 1]
-    return g, jnp.block(blocks)
+    return jnp.block(blocks)
 
 
 def _glm_apply(family, params, t, direction):
