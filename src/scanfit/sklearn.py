@@ -241,7 +241,7 @@ class LinearRegression(_LinearCoefs, _Regressor):
     array([ 2., -1.])
     """ + _FIT_DOC
 
-    def __init__(self, *, optimizer="adam", learning_rate=0.05, steps=1000, record_every=1, restarts=1,
+    def __init__(self, *, optimizer="newton", learning_rate=None, steps=100, record_every=1, restarts=1,
                  early_stopping=None, seed=0, valid_fraction=None, dtype="float32", tol=1e-8):
         _init_common(self, optimizer, learning_rate, steps, record_every, restarts, early_stopping, seed,
                      valid_fraction, dtype, tol)
@@ -260,7 +260,7 @@ class LogisticRegression(_LinearCoefs, _Classifier):
     (3, 4)
     """ + _FIT_DOC
 
-    def __init__(self, *, optimizer="adam", learning_rate=0.05, steps=1000, record_every=1, restarts=1,
+    def __init__(self, *, optimizer="newton", learning_rate=None, steps=100, record_every=1, restarts=1,
                  early_stopping=None, seed=0, valid_fraction=None, dtype="float32", tol=1e-8):
         _init_common(self, optimizer, learning_rate, steps, record_every, restarts, early_stopping, seed,
                      valid_fraction, dtype, tol)
