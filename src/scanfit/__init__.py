@@ -21,17 +21,18 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the table below imp
     from .models import MLP, Function, Linear, Module
     from .persist import ModelFileError, load
     from .result import FitError, FitResult, FitWarning, Status
-from .user_models import Equinox
+    from .user_models import Equinox
 
 __version__ = "0.1.0"
 
-# public name -> the module that defines it ("" for a submodule of the same name)
+# public name -> the module that defines it ("" for a submodule of the same name). Add new public
+# names here (and to __all__), not as eager imports: an eager import of JAX makes `scanfit --help` slow.
 _LAZY = {
     "datasets": "", "optimizers": "", "plots": "",
     "EarlyStopping": ".config", "FitConfig": ".config",
     "fit": ".engine",
     "Bernoulli": ".likelihoods", "Categorical": ".likelihoods", "Gaussian": ".likelihoods", "Likelihood": ".likelihoods",
-    "MLP": ".models", "Function": ".models", "Linear": ".models", "Module": ".models",
+    "MLP": ".models", "Function": ".models", "Linear": ".models", "Module": ".models", "Equinox": ".user_models",
     "load": ".persist", "ModelFileError": ".persist",
     "FitError": ".result", "FitResult": ".result", "FitWarning": ".result", "Status": ".result",
 }
