@@ -112,9 +112,14 @@ def separation(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], n_classes: 
         start += len(sel)
     labels = ("intercept",) + tuple(names)
     cols = [labels[j] for j in range(d + 1) if np.any(np.abs(theta[:, j]) > 1e-7)]
-    kind = ("complete separation: every observation" if per_obs.all()
-            else f"quasi-complete separation: {int(per_obs.sum())} of {n} observations")
-    return (f"The maximum-likelihood estimate does not exist: the classes are perfectly separated ({kind} is "
+    # complete separation: some rule has every margin > 0 (maximize the smallest margin t <= 1)
+    m = len(margins)
+    res2 = linprog(np.r_[np.zeros(margins.shape[1]), -1.0], A_ub=np.c_[-margins, np.ones(m)], b_ub=np.zeros(m),
+                   bounds=[(-1, 1)] * margins.shape[1] + [(None, 1)], method="highs")
+    complete = res2.status == 0 and -res2.fun > 1e-7 * scale
+    kind = ("complete separation: every observation is" if complete
+            else f"quasi-complete separation: {int(per_obs.sum())} of {n} observations are")
+    return (f"The maximum-likelihood estimate does not exist: the classes are perfectly separated ({kind} "
             f"classified without error by a linear rule in {cols}), so some coefficients would be infinite. "
             f"Drop or merge the separating columns, collect more data, or use a penalized fit.")
 

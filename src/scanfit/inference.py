@@ -104,6 +104,20 @@ def _glm_parts(family, X, y, theta, others):
     return ll, scores, info
 
 
+def _weakest_weight(info, X):
+    """The smallest lambda with ``info v = lambda (I kron X'X) v``: the observations' weight p(1 - p)
+    (at most 1/4) in the least informed direction. Separation sends it to zero; a slow check (a
+    linear program) runs only then."""
+    gram = X.T @ X
+    k1 = info.shape[0] // gram.shape[0]
+    try:
+        chol = np.linalg.cholesky(np.kron(np.eye(k1), gram))
+    except np.linalg.LinAlgError:
+        return 0.0
+    inv = np.linalg.inv(chol)
+    return float(np.linalg.eigvalsh(inv @ info @ inv.T)[0])
+
+
 def _newton(family, X, y, theta, others, max_iter=100):
     """Float64 Newton with step-halving to the maximum; returns (theta, converged)."""
     if family == "gaussian":
@@ -157,6 +171,9 @@ def _linear(result, reference, refine, allow):
             y = (y > 0).astype(float)
     problem = identification.collinear(xa, tuple(result.feature_names))
     note, converged = "", True
+    if not refine and result.config.dtype == "float32":
+        warnings.warn("The fit ran in float32 and refine=False keeps its estimate, so these standard errors are "
+                      "approximate; pass refine=True (the default) or fit with dtype='float64'.", FitWarning, stacklevel=5)
     if refine and not problem:
         start = theta
         theta, converged = _newton(family, X, y, theta, others)
@@ -165,11 +182,9 @@ def _linear(result, reference, refine, allow):
             note = (f"estimates refined to the float64 maximum likelihood from the fit's parameters "
                     f"(largest relative change {moved:.1e}); result.params is unchanged")
     ll, scores, info = _glm_parts(family, X, y, theta, others)
-    if not problem and family != "gaussian":
-        d_ = 1 / np.sqrt(np.maximum(np.diag(info), 1e-300))
-        if not converged or np.linalg.cond(info * d_[:, None] * d_[None, :]) > 1e8:
-            # whether the MLE exists does not depend on the reference class
-            problem = identification.separation(xa, y, tuple(result.feature_names), max(len(others) + 1, 2))
+    if not problem and family != "gaussian" and (not converged or _weakest_weight(info, X) < 1e-6):
+        # separation drives some weights p(1 - p) to zero; whether the MLE exists does not depend on the reference
+        problem = identification.separation(xa, y, tuple(result.feature_names), max(len(others) + 1, 2))
     labels = [" ".join(map(str, t)) if isinstance(t, tuple) else t for t in index]
     problem = problem or identification.singular(info, labels)
     sigma = None
@@ -184,7 +199,7 @@ def _refuse(problem, allow):
         raise NotIdentifiedError(problem + " (To compute the numbers anyway, pass allow_nonidentified=True.)")
     if problem:
         warnings.warn(f"Standard errors of a non-identified estimate (pseudo-inverse): {problem}", FitWarning,
-                      stacklevel=5)
+                      stacklevel=6)
     return problem or ""
 
 
@@ -218,7 +233,7 @@ def _generic(result, allow):
     if result.config.dtype == "float32":
         warnings.warn("The fit ran in float32, so its estimate is approximate and so are these standard errors; "
                       "refit with dtype='float64' (for example optimizer='newton', init_params=result.params).",
-                      FitWarning, stacklevel=4)
+                      FitWarning, stacklevel=5)
     xa, ya = result.train
     lik = result.likelihood
     _, y = lik.prepare(ya)

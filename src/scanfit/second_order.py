@@ -76,7 +76,7 @@ def gram(xt, w):
     if jnp.ndim(w) == 0:
         hxx, hx0, h00 = (xt @ xt.T) * w, jnp.sum(xt, axis=1) * w, w * xt.shape[1]
     else:
-        xw = xt * w
+        xw = xt * w[None, :]
         hxx, hx0, h00 = xw @ xt.T, jnp.sum(xw, axis=1), jnp.sum(w)
     top = jnp.concatenate([jnp.reshape(h00, (1, 1)), hx0[None, :]], axis=1)
     return jnp.concatenate([top, jnp.concatenate([hx0[:, None], hxx], axis=1)], axis=0)
@@ -189,7 +189,11 @@ class Newton:
             t = jnp.where(flat, jnp.zeros_like(t), t)
             return apply(t, direction), t == 0
 
-        new, stalled = lax.cond(converged, lambda _: (params, jnp.zeros((), bool)), newton, None)
+        def newton_cast(_):  # keep each leaf's dtype (a user's float32 params in a float64 fit)
+            new, stalled = newton(_)
+            return jax.tree.map(lambda a, b: a.astype(b.dtype), new, params), stalled
+
+        new, stalled = lax.cond(converged, lambda _: (params, jnp.zeros((), bool)), newton_cast, None)
         return value, index, new, state, converged | stalled
 
 
