@@ -14,9 +14,10 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the table below imports on demand
-    from . import datasets, optimizers, plots
+    from . import datasets, inference, optimizers, plots
     from .config import EarlyStopping, FitConfig
     from .engine import fit
+    from .identification import NotIdentifiedError
     from .likelihoods import Bernoulli, Categorical, Gaussian, Likelihood
     from .models import MLP, Function, Linear, Module
     from .persist import ModelFileError, load
@@ -35,12 +36,13 @@ _LAZY = {
     "MLP": ".models", "Function": ".models", "Linear": ".models", "Module": ".models", "Equinox": ".user_models",
     "load": ".persist", "ModelFileError": ".persist",
     "FitError": ".result", "FitResult": ".result", "FitWarning": ".result", "Status": ".result",
+    "inference": "", "NotIdentifiedError": ".identification",
 }
 
 __all__ = [
     "datasets", "optimizers", "fit", "FitConfig", "EarlyStopping", "FitResult", "Status", "FitError", "FitWarning",
     "Linear", "MLP", "Function", "Module", "Equinox", "Gaussian", "Bernoulli", "Categorical", "Likelihood", "__version__",
-    "load", "ModelFileError", "plots",
+    "load", "ModelFileError", "plots", "inference", "NotIdentifiedError",
 ]
 
 
