@@ -88,7 +88,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Directory for the histories (CSV), pictures (PNG) and report.html.")]
     = Path("scanfit-demo"),
     seed: Annotated[int, typer.Option(help="Seed for the data and the starting parameters.")] = 0,
-    quick: Annotated[bool, typer.Option(help="Small data and a tenth of the steps: a smoke test in seconds.")] = False,
+    quick: Annotated[bool, typer.Option(help="1,000 training rows and at most 2 starts: a quick check.")] = False,
     only: Annotated[Optional[str], typer.Option(help="Run only these experiments, e.g. 'ad' (of a-f).")] = None,
 ) -> None:
     """Run the notebook's six experiments and write a report (under 2 minutes on 2 cores)."""
@@ -157,7 +157,7 @@ def fit(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Fit a model to a table and write the saved model, history, plots and report."""
-    from . import tables
+    from . import report, tables
 
     feature_list = _parse_list(features, "--features")
     hidden_units = _parse_list(hidden, "--hidden", int)
@@ -177,20 +177,13 @@ def fit(
             progress=progress)
         con.print(f"Status: {result.status}")
         con.print(_rich_table(tables.final_table(result.final), "Final statistics"))
-        _print_summary(con, result)
-        written = tables.write_outputs(result, out, target=tgt, x=xt, y=yt, table=str(table))
+        summary_text = report.summary_or_reason(result)
+        if summary_text:
+            con.print(summary_text, markup=False)
+        written = tables.write_outputs(result, out, target=tgt, x=xt, y=yt, table=str(table), summary=summary_text)
     except USER_ERRORS as err:
         _fail(err)
     con.print(f"Wrote {', '.join(p.name for p in written)} to {out}/")
-
-
-def _print_summary(con, result) -> None:
-    if not hasattr(result, "summary_text"):
-        return
-    try:
-        con.print(result.summary_text(), markup=False)
-    except Exception as err:  # the summary table is optional; say why it is missing
-        con.print(f"(no summary table: {err})", markup=False)
 
 
 @app.command()

@@ -32,6 +32,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,9 @@ def _flatten(tree: Any, prefix: str, out: dict) -> Any:
     if isinstance(tree, (list, tuple)):
         kind = "list" if isinstance(tree, list) else "tuple"
         return {kind: [_flatten(v, f"{prefix}{i}/", out) for i, v in enumerate(tree)]}
-    arr = np.ascontiguousarray(np.asarray(tree))
+    arr = np.asarray(tree)
+    if not arr.flags.c_contiguous:
+        arr = arr.copy(order="C")  # (np.ascontiguousarray would turn a 0-d array into shape (1,))
     if arr.dtype == object or arr.dtype.kind not in "biuf":
         raise TypeError(f"Cannot save parameter {prefix.rstrip('/')!r}: dtype {arr.dtype} is not numeric.")
     name = prefix.rstrip("/") or "value"
@@ -105,12 +108,18 @@ def _clean(value: Any) -> Any:
 
 def _frame_to_json(frame: pd.DataFrame) -> dict:
     return {"columns": [str(c) for c in frame.columns],
+            "dtypes": {str(c): str(t) for c, t in frame.dtypes.items()},
             "data": {str(c): _clean(frame[c].tolist()) for c in frame.columns}}
 
 
 def _frame_from_json(blob: dict) -> pd.DataFrame:
-    return pd.DataFrame({c: [np.nan if v is None else v for v in blob["data"][c]] for c in blob["columns"]},
-                        columns=blob["columns"])
+    """The frame back with its dtypes (float32 values survive JSON exactly as float64 text)."""
+    frame = pd.DataFrame({c: [np.nan if v is None else v for v in blob["data"][c]] for c in blob["columns"]},
+                         columns=blob["columns"])
+    for c, t in (blob.get("dtypes") or {}).items():
+        if t in ("float32", "float64", "int32", "int64", "bool") and c in frame.columns:
+            frame[c] = frame[c].astype(t)
+    return frame
 
 
 def _config_json(config) -> dict:
@@ -137,12 +146,16 @@ def _model_json(model) -> dict:
 
 # ---------------------------------------------------------------- save
 
-def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrite: bool = True) -> Path:
+def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrite: bool = True,
+         summary: str | None = None) -> Path:
     """Write ``result`` (a FitResult) to the directory ``path``; return the path.
 
     ``extra`` is a JSON-serializable dict stored as ``metadata["extra"]`` (the CLI keeps the
-    target column, its classes and the data's origin there). An existing saved model at
-    ``path`` is replaced atomically; any other existing, non-empty directory is refused.
+    target column, its classes and the data's origin there). ``summary`` is the summary table's
+    text; by default it is computed here for models with interpretable coefficients (not for
+    networks, whose weights are not identified) when the result holds its training data, so that
+    ``scanfit summary`` can show it without the data. An existing saved model at ``path`` is
+    replaced atomically; any other existing, non-empty directory is refused.
     """
     import jax
 
@@ -161,10 +174,12 @@ def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrit
     arrays: dict = {}
     structure = _flatten(jax.device_get(result.params), "", arrays)
     blob = st_save(arrays, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-    summary = None
-    if hasattr(result, "summary_text") and result.train is not None:
+    network = getattr(result.model, "name", None) in ("mlp", "module")
+    if summary is None and hasattr(result, "summary_text") and result.train is not None and not network:
         try:
-            summary = result.summary_text()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                summary = result.summary_text()
         except Exception as err:  # summaries are optional; say why there is none
             summary = f"(no summary table: {err})"
     n_train = None if result.train is None else int(np.shape(result.train[0])[0])

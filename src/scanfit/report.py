@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["Section", "write", "result_section"]
+__all__ = ["Section", "write", "result_section", "summary_or_reason"]
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
@@ -85,8 +85,24 @@ def write(path: str | Path, title: str, sections: list[Section], *, intro: str =
     return path
 
 
-def result_section(title: str, result, images: list[tuple[str, Path]] = (), *, text: list[str] = ()) -> Section:
-    """A section for one FitResult: its settings, status, final statistics, restarts and summary."""
+def summary_or_reason(result) -> str | None:
+    """``result.summary_text()``, or one line saying why there is none (None without the method)."""
+    import warnings
+
+    if not hasattr(result, "summary_text") or getattr(result, "train", None) is None:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return result.summary_text()
+    except Exception as err:  # the summary is optional; say why it is missing
+        return f"(no summary table: {err})"
+
+
+def result_section(title: str, result, images: list[tuple[str, Path]] = (), *, text: list[str] = (),
+                   summary: str | None = None) -> Section:
+    """A section for one FitResult: its settings, status, final statistics, restarts and summary
+    (``summary`` is the summary's text when already computed)."""
     cfg = result.config
     settings = pd.DataFrame([{"model": str(result.model.spec()), "likelihood": result.likelihood.name,
                               "optimizer": str(getattr(cfg.optimizer, "__name__", cfg.optimizer)),
@@ -97,10 +113,7 @@ def result_section(title: str, result, images: list[tuple[str, Path]] = (), *, t
                       tables=[("Settings", settings), ("Final statistics", final)], images=list(images))
     if len(result.start_finals) > 1:
         section.tables.append(("Restarts", result.restarts))
-    summary = getattr(result, "summary_text", None)
-    if summary is not None and getattr(result, "train", None) is not None:
-        try:
-            section.pre.append(summary())
-        except Exception as err:  # the summary is optional; say why it is missing
-            section.text.append(f"No summary table: {err}")
+    summary = summary if summary is not None else summary_or_reason(result)
+    if summary is not None:
+        section.pre.append(summary)
     return section

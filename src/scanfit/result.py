@@ -137,7 +137,7 @@ class FitResult:
         mean = np.asarray(jax.device_get(self.likelihood.mean(idx if idx.ndim == 1 else idx.T)))
         return mean if mean.ndim == 1 else mean.T
 
-    def save(self, path, *, extra: dict | None = None, overwrite: bool = True):
+    def save(self, path, *, extra: dict | None = None, overwrite: bool = True, summary: str | None = None):
         """Save to the directory ``path`` (safetensors + JSON, never pickle); ``sf.load(path)`` reads it.
 
         See :mod:`scanfit.persist`. User models (``sf.Function``, ``sf.Module``) save their
@@ -145,7 +145,7 @@ class FitResult:
         """
         from .persist import save
 
-        return save(self, path, extra=extra, overwrite=overwrite)
+        return save(self, path, extra=extra, overwrite=overwrite, summary=summary)
 
     # --- inference (scanfit.inference; see its docstring for the covariance and distribution choices)
     def summary(self, *, cov_type: str = "nonrobust", alpha: float = 0.05, reference: int = 0, refine: bool = True,

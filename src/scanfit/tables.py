@@ -168,20 +168,23 @@ def final_table(final: dict) -> pd.DataFrame:
     return pd.DataFrame(list(rows.values()))
 
 
-def write_outputs(result, out: str | Path, *, target: Target, x, y, table: str = "") -> list[Path]:
-    """Save the model (``out/model``), ``history.csv``, the plots and ``report.html``; return the paths."""
+def write_outputs(result, out: str | Path, *, target: Target, x, y, table: str = "",
+                  summary: str | None = None) -> list[Path]:
+    """Save the model (``out/model``), ``history.csv``, the plots and ``report.html``; return the paths.
+    ``summary`` is the summary table's text when already computed."""
     from . import plots, report
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     extra = {"target": target.name, "classes": target.classes, "likelihood_reason": target.reason, "table": table}
-    model_dir = result.save(out / "model", extra=extra)
+    summary = summary if summary is not None else report.summary_or_reason(result)
+    model_dir = result.save(out / "model", extra=extra, summary=summary)
     result.history.to_csv(out / "history.csv", index=False)
     xs = np.asarray(x, dtype=float)
     images = plots.save_all(result, out, x=xs, y=np.asarray(y), classes=target.classes)
     section = report.result_section("Fit", result, images, text=[
         f"Table: {table or '(in memory)'}; target {target.name!r}; features {list(result.feature_names)}.",
-        f"Likelihood: {target.reason}."])
+        f"Likelihood: {target.reason}."], summary=summary)
     if target.classes is not None:
         section.tables.insert(0, ("Classes", pd.DataFrame({"code": range(len(target.classes)),
                                                            "class": [str(c) for c in target.classes]})))
