@@ -112,7 +112,8 @@ def _available(package: str | None) -> bool:
 def run(*, seed: int = 0, quick: bool = False, progress: bool = False, only: str | None = None,
         on_start: Callable[[Experiment, dict], None] | None = None) -> list[Outcome]:
     """Run the experiments (``only`` = e.g. ``"ad"`` for a subset); ``quick`` uses 1,000 training
-    rows (300 validation) and at most 2 starts."""
+    rows (300 validation) and at most 2 starts. Ctrl-C during a fit keeps that fit's history so far
+    and skips the experiments after it."""
     import scanfit as sf
 
     outcomes = []
@@ -130,6 +131,8 @@ def run(*, seed: int = 0, quick: bool = False, progress: bool = False, only: str
         result = sf.fit(exp.model(), exp.likelihood(), data.train.x, data.train.y,
                         valid=(data.valid.x, data.valid.y), seed=seed, progress=progress, **options)
         outcomes.append(Outcome(exp, result, data, time.perf_counter() - start))
+        if result.status.code == "interrupted":
+            break
     return outcomes
 
 

@@ -307,7 +307,8 @@ def load(path: str | os.PathLike, *, model: Any = None):
     """Load a model saved with ``result.save(path)`` as a FitResult that predicts bit-identically.
 
     ``model`` is needed only for user models (``sf.Function``, ``sf.Module``), whose code is not
-    saved: pass the same model again. The loaded result holds no training data.
+    saved: pass the same model again. The loaded result holds no training data, and of several
+    starts only the kept one's parameters and history (``result.restarts`` lists them all).
 
     >>> import scanfit as sf
     >>> sf.load("no/such/dir")
