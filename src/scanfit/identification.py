@@ -80,14 +80,16 @@ def separation(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], n_classes: 
         missing = sorted(set(range(n_classes)) - set(present.tolist()))
         return (f"The maximum-likelihood estimate does not exist: classes {missing} never occur in y, so their "
                 f"logits go to minus infinity; drop those classes (encode the observed ones as 0..K-1).")
-    for j, name in enumerate(names):  # a single column that separates is the clearest message
-        lo = [x[y == k, j].min() for k in range(n_classes)]
-        hi = [x[y == k, j].max() for k in range(n_classes)]
-        order = np.argsort(lo)
-        if all(hi[order[i]] <= lo[order[i + 1]] for i in range(n_classes - 1)):
-            spans = ", ".join(f"y={k} has {name} in [{_fmt(lo[k])}, {_fmt(hi[k])}]" for k in order)
-            return (f"The maximum-likelihood estimate does not exist: the column {name!r} separates the classes "
-                    f"perfectly ({spans}); its coefficient would be infinite. Drop {name!r}, or use a penalized fit.")
+    for j, name in enumerate(names):  # a single column that separates a class is the clearest message
+        col = x[:, j]
+        for k in range(n_classes if n_classes > 2 else 1):
+            inside, outside = col[y == k], col[y != k]
+            if inside.max() <= outside.min() or inside.min() >= outside.max():
+                rest = "y=1" if n_classes == 2 else "the other classes"
+                return (f"The maximum-likelihood estimate does not exist: the column {name!r} separates y={k} from "
+                        f"{rest} perfectly (y={k} has {name} in [{_fmt(inside.min())}, {_fmt(inside.max())}], "
+                        f"{rest} in [{_fmt(outside.min())}, {_fmt(outside.max())}]); its coefficient would be "
+                        f"infinite. Drop {name!r}, or use a penalized fit.")
     design = np.column_stack([np.ones(n), x])
     k1 = n_classes - 1
     rows = []  # margin of the observed class over each other class: eta_y - eta_k >= 0, eta_0 = 0

@@ -241,17 +241,24 @@ def _generic(result, allow):
         theta, unravel = ravel_pytree(jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), result.params))
         xl = layout(result.model, xa, "float64")
         yj = jnp.asarray(y if y.dtype.kind != "f" else y.astype(np.float64))
-        index_of = jax.jit(lambda th: forward(result.model, unravel(th), xl))
-        n, sigma, kw = len(y), None, {}
+        n, sigma, ssr = len(y), None, 0.0
+
+        def per_obs(th, sigma):
+            index = forward(result.model, unravel(th), xl)
+            return lik.loglik(index, yj, sigma=sigma) if lik.name == "gaussian" else lik.loglik(index, yj)
+
+        @jax.jit  # one compilation for all the derivatives
+        def parts(th, sigma):
+            return (jnp.sum(per_obs(th, sigma)), jax.jacfwd(per_obs)(th, sigma),
+                    jax.hessian(lambda t: jnp.sum(per_obs(t, sigma)))(th))
+
         if lik.name == "gaussian":
-            ssr = float(jnp.sum((yj - index_of(theta)) ** 2))
+            index = jax.jit(lambda th: forward(result.model, unravel(th), xl))(theta)
+            ssr = float(jnp.sum((yj - index) ** 2))
             sigma = math.sqrt(ssr / max(n - theta.size, 1))
-            kw = {"sigma": sigma}
-        per_obs = jax.jit(lambda th: lik.loglik(index_of(th), yj, **kw))
-        scores = np.asarray(jax.jacfwd(per_obs)(theta))
-        info = -np.asarray(jax.hessian(lambda th: jnp.sum(per_obs(th)))(theta))
-        ll = (-0.5 * n * (math.log(2 * math.pi * ssr / n) + 1)) if sigma is not None else float(jnp.sum(per_obs(theta)))
-        theta = np.asarray(theta)
+        ll, scores, hess = jax.device_get(parts(theta, 1.0 if sigma is None else sigma))
+        ll = -0.5 * n * (math.log(2 * math.pi * ssr / n) + 1) if sigma is not None else float(ll)
+        theta, scores, info = np.asarray(theta), np.asarray(scores), -np.asarray(hess)
     names = _param_names(result.params)
     problem = _refuse(identification.singular(info, names), allow)
     return Estimates(pd.Index(names, name="param"), theta, info, scores, n, ll, sigma, lik.name, "", problem)
