@@ -183,3 +183,12 @@ def test_demo_quick_writes_tables_pictures_and_report(tmp_path):
                             "d_hill_gd_hidden_units.png", "d_hill_gd_restarts.png", "report.html"])
     html = (tmp_path / "report.html").read_text()
     assert html.count("<img src=") == 6 and "(d) hill network, gd" in html
+
+
+def test_demo_without_flax_skips_the_nnx_experiment(monkeypatch):
+    from scanfit import demo
+
+    monkeypatch.setattr(demo, "_available", lambda package: package is None)
+    outcomes = demo.run(only="f")
+    assert outcomes[0].result is None and "pip install 'scanfit[flax]'" in outcomes[0].skipped
+    assert demo.table(outcomes)["status"].tolist() == ["skipped (needs flax: pip install 'scanfit[flax]')"]

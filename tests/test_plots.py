@@ -63,7 +63,7 @@ def test_hidden_units_regions_follow_the_weights():
     r = _io_fits.mlp()
     fig = plots.hidden_units(r)
     assert len(_visible(fig)) == 3
-    assert _visible(fig)[0].get_title() == f"unit 0: output weight {r.params['W1'][0]:+.2f}"
+    assert _visible(fig)[0].get_title().startswith(f"unit 0: output weight {r.params['W1'][0]:+.2f}")
     # a hand-made unit: active where x0 >= 0.5, output weight -2, so it favours class 1 where x0 < 0.5
     x = np.array([[0.0, 0.0], [1.0, 1.0]])
     fig = plots.hidden_units(r, x, weights=(np.array([[1.0], [0.0]]), np.array([-0.5]), np.array([-2.0])),
@@ -71,6 +71,9 @@ def test_hidden_units_regions_follow_the_weights():
     colours = np.asarray(fig.axes[0].collections[0].get_array()).reshape(11, 11)
     grid_x0 = np.linspace(-0.03, 1.03, 11)
     np.testing.assert_array_equal(colours[0], (grid_x0 < 0.5).astype(int))
+    assert fig.axes[0].get_title() == "unit 0: output weight -2.00"
+    far = plots.hidden_units(r, x, weights=(np.array([[1.0], [0.0]]), np.array([-5.0]), np.array([1.0])), resolution=5)
+    assert far.axes[0].get_title() == "unit 0: output weight +1.00\n(boundary outside the data)"
     with pytest.raises(ValueError, match="one hidden layer, or pass weights"):
         plots.hidden_units(_io_fits.linear()[1])
 

@@ -241,10 +241,13 @@ def hidden_units(result: Any, x=None, y=None, *, weights: tuple | None = None, r
         ax.pcolormesh(ga, gb, towards_one.reshape(ga.shape).astype(int), cmap=cmap, vmin=0, vmax=1, alpha=0.45,
                       shading="auto", rasterized=True)
         ax.contour(ga, gb, (grid @ W0[:, j] + b0[j]).reshape(ga.shape), levels=[0.0], colors="black", linewidths=1)
-        ax.set_title(f"unit {j}: output weight {w_out[j]:+.2f}", fontsize=10)
+        outside = active.all() or not active.any()
+        ax.set_title(f"unit {j}: output weight {w_out[j]:+.2f}" + ("\n(boundary outside the data)" if outside else ""),
+                     fontsize=10)
         ax.set_xlabel(getattr(result, "feature_names", ("x0", "x1"))[0])
         ax.set_ylabel(getattr(result, "feature_names", ("x0", "x1"))[1])
-        ax.set_aspect("equal", adjustable="box")
+        if 2 / 3 < np.ptp(gb) / max(np.ptp(ga), 1e-12) < 1.5:  # equal scales only for comparable features
+            ax.set_aspect("equal", adjustable="box")
     handles = [Patch(color=CLASS_COLORS[1], alpha=0.6, label="pushes towards class 1"),
                Patch(color=CLASS_COLORS[0], alpha=0.6, label="pushes towards class 0")]
     fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
