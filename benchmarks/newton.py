@@ -8,10 +8,13 @@ Data: sf.datasets.hyperplane(seed=0), N=10,000, dim=100, float64 everywhere.
 Rows (seconds are the median of the repeats after a first call, so scanfit's compilation is out):
   scanfit newton   sf.fit(Linear(), Bernoulli(), optimizer="newton", dtype="float64", tol=1e-8, steps=100)
   scanfit lbfgs    the same with optimizer="lbfgs"
-  sklearn lbfgs    LogisticRegression(C=1e6, solver="lbfgs", tol=1e-8, max_iter=10_000)
+  sklearn lbfgs    LogisticRegression(C=1e6, solver="lbfgs", tol=1e-8, max_iter=10_000), default BLAS threads
+  sklearn 1 thread the same inside threadpoolctl.threadpool_limits(1)
   statsmodels      Logit(y, [1, x]).fit(method="newton", tol=1e-8)  (its default)
 Each fit's time covers its whole call (input checks included). "gap" is the relative shortfall of
-the fit's mean log-likelihood from the best of all rows; "ratio" is time over scikit-learn's.
+the fit's mean log-likelihood from the best of all rows; "ratio" is time over scikit-learn's (default threads).
+scanfit's Newton forms X~'WX~ from the feature-major x with its products in float32 (gradient,
+line search and stopping rule in float64), then a Cholesky solve; see src/scanfit/second_order.py.
 """
 
 from __future__ import annotations
@@ -71,6 +74,15 @@ def main(argv=None):
     sec, first, m = timed(sk, repeats)
     rows["sklearn lbfgs"] = dict(seconds=sec, first=first, loglik=mean_loglik(x, y, m.intercept_[0], m.coef_[0]),
                                  iterations=int(m.n_iter_[0]), status="")
+    try:  # BLAS threads fight other processes on a busy machine; one thread shows the other side
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1):
+            sec, first, m = timed(sk, repeats)
+        rows["sklearn 1 thread"] = dict(seconds=sec, first=first, iterations=int(m.n_iter_[0]), status="",
+                                        loglik=mean_loglik(x, y, m.intercept_[0], m.coef_[0]))
+    except ImportError:
+        pass
 
     import statsmodels.api as sm
 
