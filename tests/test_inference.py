@@ -9,6 +9,7 @@ like OLS; the others the normal, like statsmodels' discrete models.
 import dataclasses
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -143,6 +144,7 @@ def test_function_model_uses_autodiff_and_agrees_with_closed_form():
     generic = sf.fit(model, sf.Bernoulli(), x, y, **NEWTON).summary()
     closed = fitted("hyperplane", sf.Linear(), sf.Bernoulli(), x, y).summary()
     assert list(generic.index) == ["b", "w[0]", "w[1]", "w[2]", "w[3]"]
+    assert not jax.config.jax_enable_x64  # float64 fits and inference leave the global setting alone
     np.testing.assert_allclose(generic["std_err"], closed["std_err"], rtol=1e-7)
     np.testing.assert_allclose(generic["z"], closed["z"], rtol=1e-7)
 
