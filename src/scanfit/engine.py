@@ -72,6 +72,9 @@ def _programs(model, likelihood, optimizer, learning_rate, tol, record_every, ch
 
     def init(key, start, n_features, n_outputs):
         params = model.init(key, n_features, n_outputs) if start is None else start
+        # floating leaves take the fit's dtype (a user's float32 start in a float64 fit, and back)
+        params = jax.tree.map(lambda a: a.astype(jnp.result_type(float)) if jnp.issubdtype(a.dtype, jnp.floating)
+                              else a, jax.tree.map(jnp.asarray, params))
         carry = {"params": params, "state": stepper.init(params), "key": key,
                  "step": jnp.zeros((), jnp.int32), "stopped": jnp.zeros((), bool),
                  "stop_step": jnp.full((), steps, jnp.int32), "bad_step": jnp.full((), -1, jnp.int32),
