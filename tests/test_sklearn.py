@@ -111,15 +111,15 @@ def test_string_labels_round_trip(binary, three_classes):
 def test_pipeline_cross_val_score_and_grid_search(three_classes):
     x, y = three_classes
     x = 10.0 * x + 5.0  # unscaled inputs: the scaler in the pipeline matters
-    pipe = make_pipeline(StandardScaler(), MLPClassifier(hidden=8, steps=200, learning_rate=0.01, record_every=10))
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(hidden=8, steps=200, learning_rate=0.03, record_every=10))
     scores = cross_val_score(pipe, x, y, cv=2)
     ref = cross_val_score(make_pipeline(StandardScaler(), SkLogisticRegression()), x, y, cv=2)
     assert scores.shape == (2,) and scores.mean() > ref.mean() - 0.05  # as good as sklearn's logit, within 0.05
-    grid = GridSearchCV(pipe, {"mlpclassifier__learning_rate": [1e-4, 0.03], "mlpclassifier__hidden": [2, (8, 8)]},
-                        cv=2).fit(x, y)
+    # each distinct (learning_rate, hidden) compiles once; the folds share shapes with cross_val_score's
+    grid = GridSearchCV(pipe, {"mlpclassifier__learning_rate": [1e-4, 0.03], "mlpclassifier__hidden": [2, 8]},
+                        cv=2, refit=False).fit(x, y)
     assert grid.best_params_["mlpclassifier__learning_rate"] == 0.03  # 200 steps at 1e-4 barely move
-    assert grid.best_estimator_[-1].result_.model.hidden in ((2,), (8, 8))
-    assert grid.score(x, y) > 0.7
+    assert grid.cv_results_["mean_test_score"].max() > 0.7
 
 
 def test_mlp_regressor_in_pipeline_fits_a_curve():
@@ -140,7 +140,8 @@ def test_dataframe_names_flow_into_history_and_feature_names_in(binary):
     np.testing.assert_array_equal(est.feature_names_in_, ["age", "dose", "weight"])
     assert {"beta1_age", "beta1_dose", "beta1_weight"} <= set(est.history_.columns)
     assert est.result_.feature_names == ("age", "dose", "weight")
-    np.testing.assert_allclose(est.predict_proba(frame), est.predict_proba(x))
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):  # sklearn's own warning
+        np.testing.assert_allclose(est.predict_proba(frame), est.predict_proba(x))
 
 
 def test_valid_fraction_restarts_and_early_stopping(binary):
