@@ -199,10 +199,15 @@ def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrit
                                             "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)},
         "extra": _clean(extra or {}),
     }
-    text = json.dumps(meta, indent=1, allow_nan=False)
+    history = meta.pop("history")  # compact: one line for the history, which can have many rows
+    text = json.dumps(meta, indent=1, allow_nan=False)[:-2] + ',\n "history": ' + \
+        json.dumps(history, separators=(",", ":"), allow_nan=False) + "\n}"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0700); a saved model is an ordinary directory
         for name, data in ((PARAMS_FILE, blob), (META_FILE, text.encode())):
             with open(tmp / name, "wb") as f:
                 f.write(data)
