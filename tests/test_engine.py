@@ -62,6 +62,17 @@ def test_second_fit_does_not_recompile(hill):
     assert len(r.history) == 30
 
 
+def test_a_new_learning_rate_reuses_the_compiled_loop(hill):
+    kw = dict(optimizer="rmsprop", steps=30, seed=0)
+    a = sf.fit(sf.MLP(hidden=3), sf.Bernoulli(), hill.train.x, hill.train.y, learning_rate=0.01, **kw)
+    before = engine.traces()
+    b = sf.fit(sf.MLP(hidden=3), sf.Bernoulli(), hill.train.x, hill.train.y, learning_rate=0.2, **kw)
+    assert engine.traces() == before
+    # and the new rate is the one used: the first step moves further
+    step = lambda r: np.abs(r.history_of(0)["train_objective"].diff().iloc[1])  # noqa: E731
+    assert step(b) > 5 * step(a)
+
+
 def test_statistics_match_a_direct_computation(hill):
     r = sf.fit(sf.MLP(hidden=2), sf.Bernoulli(), hill.train.x, hill.train.y, valid=(hill.valid.x, hill.valid.y),
                steps=20, seed=0)

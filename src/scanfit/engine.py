@@ -50,10 +50,10 @@ def _where(cond, new, old):
 
 
 @functools.lru_cache(maxsize=64)
-def _programs(model, likelihood, optimizer, learning_rate, tol, record_every, chunk_records,
+def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
               steps, es, masked, has_valid, names, multi, source):
     """Build (init, chunk, evaluate) for one static configuration; jit caches by shapes."""
-    stepper = optimizers.stepper(optimizer, learning_rate, tol, model, likelihood)
+    stepper = optimizers.stepper(optimizer, tol, model, likelihood)
     monitor = None
     if es is not None:
         monitor = es.monitor if has_valid or not es.monitor.startswith("valid_") else "train_" + es.monitor[6:]
@@ -70,12 +70,13 @@ def _programs(model, likelihood, optimizer, learning_rate, tol, record_every, ch
         out.update(model.summaries(params, names))
         return out
 
-    def init(key, start, n_features, n_outputs):
+    def init(key, start, learning_rate, n_features, n_outputs):
         params = model.init(key, n_features, n_outputs) if start is None else start
         # floating leaves take the fit's dtype (a user's float32 start in a float64 fit, and back)
         params = jax.tree.map(lambda a: a.astype(jnp.result_type(float)) if jnp.issubdtype(a.dtype, jnp.floating)
                               else a, jax.tree.map(jnp.asarray, params))
-        carry = {"params": params, "state": stepper.init(params), "key": key,
+        state = stepper.init(params, learning_rate) if isinstance(stepper, optimizers.FirstOrder) else stepper.init(params)
+        carry = {"params": params, "state": state, "key": key,
                  "step": jnp.zeros((), jnp.int32), "stopped": jnp.zeros((), bool),
                  "stop_step": jnp.full((), steps, jnp.int32), "bad_step": jnp.full((), -1, jnp.int32),
                  "last_good": params}
@@ -129,10 +130,10 @@ def _programs(model, likelihood, optimizer, learning_rate, tol, record_every, ch
         return statistics(params, index, None, data)
 
     if multi:
-        init = jax.vmap(init, in_axes=(0, None, None, None))
+        init = jax.vmap(init, in_axes=(0, None, None, None, None))
         chunk = jax.vmap(chunk, in_axes=(0, None))
         evaluate = jax.vmap(evaluate, in_axes=(0, None))
-    return (jax.jit(init, static_argnums=(2, 3)), jax.jit(chunk), jax.jit(evaluate))
+    return (jax.jit(init, static_argnums=(3, 4)), jax.jit(chunk), jax.jit(evaluate))
 
 
 def _chunk_records(n_records: int, progress: bool, es: EarlyStopping | None, second_order: bool = False) -> int:
@@ -234,7 +235,7 @@ def _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw,
     data = {"x": layout(model, xa, config.dtype), "y": jnp.asarray(yenc.astype(ydt))}
     if vdata is not None:
         data.update(vx=layout(model, vdata[0], config.dtype), vy=jnp.asarray(vdata[1].astype(ydt)))
-    init, chunk, evaluate = _programs(model, likelihood, config.optimizer, config.learning_rate, config.tol,
+    init, chunk, evaluate = _programs(model, likelihood, config.optimizer, config.tol,
                                       config.record_every, chunk_records, config.steps, es, masked,
                                       vdata is not None, names, multi, data_mod.FullBatch())
     key = jax.random.key(config.seed)
@@ -243,7 +244,7 @@ def _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw,
     try:
         start_params = None if init_params is None else jax.tree.map(lambda a: jnp.asarray(a, config.dtype), init_params,
                                                                       is_leaf=lambda a: isinstance(a, list))
-        carry = init(keys, start_params, xa.shape[1], likelihood.n_outputs)
+        carry = init(keys, start_params, config.learning_rate, xa.shape[1], likelihood.n_outputs)
     except Exception as err:  # a user model whose init does not fit the data
         raise ValueError(f"The model could not build its parameters for x with {xa.shape[1]} features: {err}") from err
     pieces, interrupted = [], False
@@ -350,10 +351,13 @@ class _NoBar:
 
 class _RichBar(_NoBar):
     def __init__(self, total):
+        from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+        console = Console(stderr=True)
         self.progress = Progress(TextColumn("fitting"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                                 TimeRemainingColumn(), transient=True)
+                                 TimeRemainingColumn(), transient=True, console=console,
+                                 disable=not console.is_terminal)
         self.task = self.progress.add_task("fit", total=total)
 
     def __enter__(self):

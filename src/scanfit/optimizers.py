@@ -34,19 +34,24 @@ def label(optimizer: Any) -> str:
     return optimizer if isinstance(optimizer, str) else type(optimizer).__name__
 
 
-def resolve(optimizer: Any, learning_rate: float) -> optax.GradientTransformation:
-    """Return the optax transformation for a name or pass a transformation through."""
+def resolve(optimizer: Any, learning_rate: float | None) -> optax.GradientTransformation:
+    """Return the optax transformation for a name or pass a transformation through.
+
+    With ``learning_rate=None`` a named optimizer is built with ``optax.inject_hyperparams`` so
+    that its learning rate lives in the optimizer state: one compiled loop serves every rate.
+    """
     if isinstance(optimizer, optax.GradientTransformation):
         return optimizer
     if not isinstance(optimizer, str):
         raise TypeError(f"The 'optimizer' parameter must be a name or an optax.GradientTransformation. "
                         f"Got {type(optimizer).__name__}.")
-    if optimizer == "gd":
-        return optax.sgd(learning_rate)
-    if optimizer in NAMES:
-        return getattr(optax, optimizer)(learning_rate)
-    raise ValueError(f"The 'optimizer' parameter must be one of {list(NAMES + SECOND_ORDER)} or an "
-                     f"optax.GradientTransformation. Got {optimizer!r} instead.")
+    if optimizer not in NAMES:
+        raise ValueError(f"The 'optimizer' parameter must be one of {list(NAMES + SECOND_ORDER)} or an "
+                         f"optax.GradientTransformation. Got {optimizer!r} instead.")
+    factory = getattr(optax, "sgd" if optimizer == "gd" else optimizer)
+    if learning_rate is None:
+        return optax.inject_hyperparams(factory)(learning_rate=1.0)
+    return factory(learning_rate)
 
 
 class FirstOrder:
@@ -59,11 +64,16 @@ class FirstOrder:
     the same forward pass as the gradient. First-order steps never declare ``done``.
     """
 
-    def __init__(self, optimizer: Any, learning_rate: float):
-        self.tx = resolve(optimizer, learning_rate)
+    def __init__(self, optimizer: Any):
+        self.tx = resolve(optimizer, None)
+        self.injected = not isinstance(optimizer, optax.GradientTransformation)
 
-    def init(self, params):
-        return self.tx.init(params)
+    def init(self, params, learning_rate=None):
+        """The optimizer state; a named optimizer's ``learning_rate`` (a traced value) goes into it."""
+        state = self.tx.init(params)
+        if self.injected and learning_rate is not None:
+            state.hyperparams["learning_rate"] = jnp.asarray(learning_rate, state.hyperparams["learning_rate"].dtype)
+        return state
 
     def step(self, objective, params, state, x, y):
         (value, index), grads = jax.value_and_grad(objective, has_aux=True)(params, x, y)
@@ -71,11 +81,11 @@ class FirstOrder:
         return value, index, optax.apply_updates(params, updates), state, jnp.zeros((), bool)
 
 
-def stepper(optimizer: Any, learning_rate: float, tol: float, model=None, likelihood=None):
+def stepper(optimizer: Any, tol: float, model=None, likelihood=None):
     """The stepper for an optimizer name or optax transformation. Second-order steppers may use
     the model and likelihood to exploit structure (the GLM Hessian X^T W X)."""
     if isinstance(optimizer, str) and optimizer in SECOND_ORDER:
         from . import second_order
 
         return second_order.make(optimizer, tol, model, likelihood)
-    return FirstOrder(optimizer, learning_rate)
+    return FirstOrder(optimizer)

@@ -133,8 +133,11 @@ class FitResult:
         >>> r.predict(d.valid.x).shape
         (1000,)
         """
+        from .engine import dtype_scope
+
         idx = self.index(x)
-        mean = np.asarray(jax.device_get(self.likelihood.mean(idx if idx.ndim == 1 else idx.T)))
+        with dtype_scope(self.config.dtype):
+            mean = np.asarray(jax.device_get(self.likelihood.mean(idx if idx.ndim == 1 else idx.T)))
         return mean if mean.ndim == 1 else mean.T
 
     def save(self, path, *, extra: dict | None = None, overwrite: bool = True, summary: str | None = None):
