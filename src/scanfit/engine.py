@@ -115,11 +115,15 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
         new["params"], new["state"] = params, state
         return new, stats
 
+    columns = []  # the statistics' names, in the order of the stacked vector (filled at trace time)
+
     def record_body(data, carry, _):
         carry, stats = one_step(carry, data, True)
         if record_every > 1:
             carry = lax.fori_loop(0, record_every - 1, lambda i, c: one_step(c, data, False)[0], carry)
-        return carry, stats
+        # one vector per step: one write into the scan's output instead of one per statistic
+        columns[:] = list(stats)
+        return carry, jnp.stack([jnp.asarray(v, jnp.result_type(float)) for v in stats.values()])
 
     def chunk(carry, data):
         _TRACES[0] += 1
@@ -133,7 +137,7 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
         init = jax.vmap(init, in_axes=(0, None, None, None, None))
         chunk = jax.vmap(chunk, in_axes=(0, None))
         evaluate = jax.vmap(evaluate, in_axes=(0, None))
-    return (jax.jit(init, static_argnums=(3, 4)), jax.jit(chunk), jax.jit(evaluate))
+    return (jax.jit(init, static_argnums=(3, 4)), jax.jit(chunk), jax.jit(evaluate), columns)
 
 
 def _chunk_records(n_records: int, progress: bool, es: EarlyStopping | None, second_order: bool = False) -> int:
@@ -235,7 +239,7 @@ def _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw,
     data = {"x": layout(model, xa, config.dtype), "y": jnp.asarray(yenc.astype(ydt))}
     if vdata is not None:
         data.update(vx=layout(model, vdata[0], config.dtype), vy=jnp.asarray(vdata[1].astype(ydt)))
-    init, chunk, evaluate = _programs(model, likelihood, config.optimizer, config.tol,
+    init, chunk, evaluate, columns = _programs(model, likelihood, config.optimizer, config.tol,
                                       config.record_every, chunk_records, config.steps, es, masked,
                                       vdata is not None, names, multi, data_mod.FullBatch())
     key = jax.random.key(config.seed)
@@ -262,7 +266,7 @@ def _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw,
     except KeyboardInterrupt:
         interrupted = True
     carry = jax.device_get(carry)
-    pieces = jax.device_get(pieces)
+    pieces = [{k: p[..., j] for j, k in enumerate(columns)} for p in jax.device_get(pieces)]
     seconds = time.perf_counter() - start
     return _assemble(model, likelihood, config, names, xa, ya, vdata, data, evaluate, carry, pieces,
                      interrupted, seconds, throw)
