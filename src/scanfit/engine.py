@@ -20,6 +20,7 @@ import functools
 import math
 import time
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import jax
@@ -49,14 +50,19 @@ def _where(cond, new, old):
     return jax.tree.map(lambda a, b: jnp.where(cond, a, b), new, old)
 
 
+def _monitor(es: EarlyStopping | None, has_valid: bool) -> str | None:
+    """The column early stopping watches: the train version of a valid_ column without valid data."""
+    if es is None:
+        return None
+    return es.monitor if has_valid or not es.monitor.startswith("valid_") else "train_" + es.monitor[6:]
+
+
 @functools.lru_cache(maxsize=64)
 def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
               steps, es, masked, has_valid, names, multi, source):
     """Build (init, chunk, evaluate) for one static configuration; jit caches by shapes."""
     stepper = optimizers.stepper(optimizer, tol, model, likelihood)
-    monitor = None
-    if es is not None:
-        monitor = es.monitor if has_valid or not es.monitor.startswith("valid_") else "train_" + es.monitor[6:]
+    monitor = _monitor(es, has_valid)
 
     def objective(params, x, y):
         index = forward(model, params, x)
@@ -75,7 +81,7 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
         # floating leaves take the fit's dtype (a user's float32 start in a float64 fit, and back)
         params = jax.tree.map(lambda a: a.astype(jnp.result_type(float)) if jnp.issubdtype(a.dtype, jnp.floating)
                               else a, jax.tree.map(jnp.asarray, params))
-        state = stepper.init(params, learning_rate) if isinstance(stepper, optimizers.FirstOrder) else stepper.init(params)
+        state = stepper.init(params, learning_rate)
         carry = {"params": params, "state": state, "key": key,
                  "step": jnp.zeros((), jnp.int32), "stopped": jnp.zeros((), bool),
                  "stop_step": jnp.full((), steps, jnp.int32), "bad_step": jnp.full((), -1, jnp.int32),
@@ -306,6 +312,10 @@ def _assemble(model, likelihood, config, names, xa, ya, vdata, data, evaluate, c
                                 f"increase steps (or learning_rate).")
             else:
                 status = Status("completed", config.steps, f"Ran all {config.steps} steps.")
+            if es is not None and es.restore_best:
+                best = int(per_start(carry["best_step"], i))
+                status = replace(status, message=f"{status.message} The parameters are those of step {best}, "
+                                                 f"the best recorded {_monitor(es, vdata is not None)}.")
         trace = table.get("train_objective")
         if status.code != "diverged" and trace is not None and len(per_start(trace, i)) > 1:
             obj = per_start(trace, i)

@@ -172,7 +172,7 @@ class Newton:
     def __init__(self, tol: float, family: str | None = None, low_precision_hessian: bool = True):
         self.tol, self.family, self.low_precision_hessian = tol, family, low_precision_hessian
 
-    def init(self, params):
+    def init(self, params, learning_rate=None):  # second-order steps take no learning rate
         return ()
 
     def step(self, objective, params, state, x, y):
@@ -220,7 +220,7 @@ class LBFGS:
         self.tol = tol
         self.tx = optax.lbfgs(memory_size=memory_size)
 
-    def init(self, params):
+    def init(self, params, learning_rate=None):  # second-order steps take no learning rate
         dtype = jnp.result_type(*jax.tree.leaves(params))
         return LBFGSState(self.tx.init(params), jnp.full((), -jnp.inf, dtype))
 
