@@ -204,6 +204,15 @@ _MLPS: dict = {}
 
 
 class _MLPCoefs:
+    # shared by MLPClassifier and MLPRegressor; scikit-learn reads it as type(self).__init__
+    def __init__(self, *, hidden=100, activation="relu", optimizer="adam", learning_rate=0.01, steps=500,
+                 record_every=1, restarts=1, early_stopping=None, seed=0, valid_fraction=None, dtype="float32",
+                 tol=1e-8):
+        self.hidden = hidden
+        self.activation = activation
+        _init_common(self, optimizer, learning_rate, steps, record_every, restarts, early_stopping, seed,
+                     valid_fraction, dtype, tol)
+
     def _model(self):
         hidden = int(self.hidden) if isinstance(self.hidden, np.integer) else self.hidden
         model = MLP(hidden=hidden, activation=self.activation)  # checks hidden and activation
@@ -281,14 +290,6 @@ class MLPClassifier(_MLPCoefs, _Classifier):
     True
     """ + _FIT_DOC
 
-    def __init__(self, *, hidden=100, activation="relu", optimizer="adam", learning_rate=0.01, steps=500,
-                 record_every=1, restarts=1, early_stopping=None, seed=0, valid_fraction=None, dtype="float32",
-                 tol=1e-8):
-        self.hidden = hidden
-        self.activation = activation
-        _init_common(self, optimizer, learning_rate, steps, record_every, restarts, early_stopping, seed,
-                     valid_fraction, dtype, tol)
-
 
 class MLPRegressor(_MLPCoefs, _Regressor):
     __doc__ = """A feed-forward network regressor (``sf.MLP(hidden, activation)`` with ``sf.Gaussian()``).
@@ -302,11 +303,3 @@ class MLPRegressor(_MLPCoefs, _Regressor):
     >>> MLPRegressor(hidden=32, steps=1000).fit(X, y).score(X, y) > 0.95
     True
     """ + _FIT_DOC
-
-    def __init__(self, *, hidden=100, activation="relu", optimizer="adam", learning_rate=0.01, steps=500,
-                 record_every=1, restarts=1, early_stopping=None, seed=0, valid_fraction=None, dtype="float32",
-                 tol=1e-8):
-        self.hidden = hidden
-        self.activation = activation
-        _init_common(self, optimizer, learning_rate, steps, record_every, restarts, early_stopping, seed,
-                     valid_fraction, dtype, tol)
