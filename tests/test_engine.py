@@ -92,6 +92,16 @@ def test_history_row_is_the_state_before_the_update():
     assert r.history["train_mse"].iloc[0] == pytest.approx(np.mean(ys["gaussian"] ** 2), rel=1e-5)
 
 
+def test_coefficient_summaries_are_the_notebooks_mean_and_std():
+    x, ys = small()
+    b1 = [0.5, -1.0, 2.25]
+    r = sf.fit(sf.Linear(), sf.Gaussian(), x, ys["gaussian"], steps=1, init_params={"beta0": 0.25, "beta1": b1})
+    row = r.history.iloc[0]
+    assert row["beta0"] == 0.25
+    assert row["beta1_mean"] == pytest.approx(np.mean(b1), rel=1e-6)
+    assert row["beta1_std"] == pytest.approx(np.std(b1), rel=1e-6)
+
+
 def test_dataframe_columns_name_the_coefficients():
     x, ys = small()
     frame = pd.DataFrame(x, columns=["age", "income", "score"])

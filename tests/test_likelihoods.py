@@ -51,6 +51,21 @@ def test_bernoulli_stays_finite_at_extreme_logits():
     np.testing.assert_allclose(np.asarray(grad), [0.0, 0.0, -0.25, 0.25])
 
 
+def test_bernoulli_stats_count_exactly():
+    """The counts come from one matrix-vector product; they must equal the boolean means, ties at 0 included."""
+    rng = np.random.default_rng(3)
+    z = np.round(rng.normal(size=1001), 1)  # rounding makes some logits exactly 0 (predicted 1)
+    z[:5] = 0.0
+    y = rng.integers(0, 2, size=1001)
+    _, yenc = sf.Bernoulli().prepare(y)
+    stats = sf.Bernoulli().stats(jnp.asarray(z, jnp.float32), jnp.asarray(yenc, jnp.float32))
+    pred, truth = z >= 0, y == 1
+    assert float(stats["false_pos"]) == pytest.approx(np.mean(pred & ~truth), abs=1e-7)
+    assert float(stats["false_neg"]) == pytest.approx(np.mean(~pred & truth), abs=1e-7)
+    assert float(stats["predavg"]) == pytest.approx(np.mean(pred), abs=1e-7)
+    assert float(stats["accuracy"]) == pytest.approx(np.mean(pred == truth), abs=1e-6)
+
+
 def test_categorical_matches_log_softmax():
     z = np.array([[0.3, -1.2], [1.0, 0.2], [-2.0, 5.0]])
     y = np.array([2, 0])
