@@ -228,9 +228,9 @@ def dtype_scope(dtype: str):
 
 
 def layout(model, x: np.ndarray, dtype: str):
-    """``x`` of shape ``(n, d)`` as the model reads it: ``(d, n)`` for built-in models."""
+    """``x`` of shape ``(n, d)`` as the model reads it: ``model.columns_of(x)`` for built-in models."""
     x = np.asarray(x, dtype=dtype)
-    return jnp.asarray(np.ascontiguousarray(x.T) if model.columns else x)
+    return jnp.asarray(np.ascontiguousarray(model.columns_of(x)) if model.columns else x)
 
 
 def _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw, init_params=None):

@@ -134,7 +134,10 @@ class Bernoulli(Likelihood):
         # y = +-1: on the CPU each reduction of a boolean mask is a kernel of its own; this is one GEMV
         # (XLA hoists the constant [1; y] out of the loop).
         pred = (index >= 0).astype(y.dtype)
-        predavg, signed = (jnp.stack([jnp.ones_like(y), y]) @ pred) / y.shape[-1]
+        # contract pred's last axis with the rows of [1; y]: a GEMV for one start, and with the starts
+        # of a vmap in front, a (starts, n) x (n, 2) product, the fast orientation on the CPU
+        counts = jax.lax.dot_general(pred, jnp.stack([jnp.ones_like(y), y]), (((pred.ndim - 1,), (1,)), ((), ())))
+        predavg, signed = counts / y.shape[-1]
         true_pos = 0.5 * (predavg + signed)
         false_pos = predavg - true_pos
         false_neg = 0.5 * (1.0 + jnp.mean(y)) - true_pos  # the share of 1s minus the true positives
