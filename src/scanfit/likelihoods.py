@@ -130,12 +130,11 @@ class Bernoulli(Likelihood):
     def stats(self, index, y, objective=None):
         if objective is None:
             objective = self.objective(index, y)
-        # The counts as one matrix-vector product, [1; y] @ pred = n * (share predicted 1, TP - FP) with
-        # y = +-1: on the CPU each reduction of a boolean mask is a kernel of its own; this is one GEMV
-        # (XLA hoists the constant [1; y] out of the loop).
+        # The counts as one product: pred contracted with the rows [1; y] gives n * (share predicted 1,
+        # TP - FP), y = +-1. On the CPU each reduction of a boolean mask is a kernel of its own; this is
+        # one GEMV for one start and one (starts, n) x (n, 2) product for a vmap of starts (the fast
+        # orientation), and XLA hoists the constant [1; y] out of the loop.
         pred = (index >= 0).astype(y.dtype)
-        # contract pred's last axis with the rows of [1; y]: a GEMV for one start, and with the starts
-        # of a vmap in front, a (starts, n) x (n, 2) product, the fast orientation on the CPU
         counts = jax.lax.dot_general(pred, jnp.stack([jnp.ones_like(y), y]), (((pred.ndim - 1,), (1,)), ((), ())))
         predavg, signed = counts / y.shape[-1]
         true_pos = 0.5 * (predavg + signed)

@@ -8,7 +8,8 @@ User models (:class:`Function`, :class:`Module`) read ``x`` of shape ``(n, d)`` 
 Every model offers
 - ``init(key, n_features, n_outputs)``: initial parameters (a plain pytree) from a JAX key,
 - ``index(params, x)``: ``x`` of shape ``(n, d)`` to ``(n,)`` or ``(n, k)``,
-- ``columns``: whether the engine should hand it ``xt`` through ``index_t``.
+- ``columns``: whether the engine should hand it ``xt = columns_of(x)`` (feature-major; MLP adds a
+  row of ones for its first bias) through ``index_t``.
 
 >>> import scanfit as sf, jax, numpy as np
 >>> m = sf.MLP(hidden=3)
