@@ -66,10 +66,12 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
 
     def objective(params, x, y):
         index = forward(model, params, x)
-        return likelihood.objective(index, y), index
+        value, sums = likelihood.objective_and_sums(index, y)
+        return value, (index, sums)
 
-    def statistics(params, index, value, data):
-        out = {f"train_{k}": v for k, v in likelihood.stats(index, data["y"], value).items()}
+    def statistics(params, aux, value, data):
+        index, sums = aux
+        out = {f"train_{k}": v for k, v in likelihood.stats(index, data["y"], value, sums).items()}
         if has_valid:
             vindex = forward(model, params, data["vx"])
             out.update({f"valid_{k}": v for k, v in likelihood.stats(vindex, data["vy"]).items()})
@@ -94,12 +96,12 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
     def one_step(carry, data, record):
         step = carry["step"]
         x, y = source.batch(data, step)
-        value, index, params, state, done = stepper.step(objective, carry["params"], carry["state"], x, y)
+        value, aux, params, state, done = stepper.step(objective, carry["params"], carry["state"], x, y)
         finite = jnp.isfinite(value)
         new = dict(carry, step=step + 1)
         new["bad_step"] = jnp.where((carry["bad_step"] < 0) & ~finite, step, carry["bad_step"])
         new["last_good"] = _where(finite & (carry["bad_step"] < 0), carry["params"], carry["last_good"])
-        stats = statistics(carry["params"], index, value, data) if record else None
+        stats = statistics(carry["params"], aux, value, data) if record else None
         halt = ~finite | done
         active = ~carry["stopped"] & (step < steps) if masked else True
         if es is not None and record:
@@ -116,8 +118,8 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
             new["stop_step"] = jnp.where(halt, step, carry["stop_step"])
             go = active & ~halt
             params, state = _where(go, params, carry["params"]), _where(go, state, carry["state"])
-        else:
-            new["stop_step"] = jnp.where(halt & (carry["stop_step"] == steps), step, carry["stop_step"])
+        else:  # a divergence is in bad_step; only a stepper's own end (done) needs stop_step here
+            new["stop_step"] = jnp.where(done & (carry["stop_step"] == steps), step, carry["stop_step"])
         new["params"], new["state"] = params, state
         return new, stats
 
@@ -136,8 +138,7 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
         return lax.scan(functools.partial(record_body, data), carry, None, length=chunk_records)
 
     def evaluate(params, data):
-        index = forward(model, params, data["x"])
-        return statistics(params, index, None, data)
+        return statistics(params, (forward(model, params, data["x"]), None), None, data)
 
     if multi:
         init = jax.vmap(init, in_axes=(0, None, None, None, None))

@@ -10,7 +10,7 @@ GradientTransformation...
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,20 +48,46 @@ def resolve(optimizer: Any, learning_rate: float | None) -> optax.GradientTransf
     if optimizer not in NAMES:
         raise ValueError(f"The 'optimizer' parameter must be one of {list(NAMES + SECOND_ORDER)} or an "
                          f"optax.GradientTransformation. Got {optimizer!r} instead.")
-    factory = getattr(optax, "sgd" if optimizer == "gd" else optimizer)
+    if optimizer == "gd":
+        return gradient_step(1.0 if learning_rate is None else learning_rate)
+    factory = getattr(optax, optimizer)
     if learning_rate is None:
         return optax.inject_hyperparams(factory)(learning_rate=1.0)
     return factory(learning_rate)
+
+
+class GradientStepState(NamedTuple):
+    hyperparams: dict
+
+
+def gradient_step(learning_rate: float) -> optax.GradientTransformation:
+    """The notebook's plain step, ``-learning_rate * updates``, with the rate in the state.
+
+    ``optax.inject_hyperparams(optax.sgd)`` computes the same numbers but also counts steps in its
+    state: a kernel of its own in every step of the compiled loop, for a count nothing reads.
+    """
+
+    def init(params):
+        del params
+        return GradientStepState({"learning_rate": jnp.asarray(learning_rate, jnp.result_type(float))})
+
+    def update(updates, state, params=None):
+        del params
+        rate = state.hyperparams["learning_rate"]
+        return jax.tree.map(lambda g: -rate * g, updates), state
+
+    return optax.GradientTransformation(init, update)
 
 
 class FirstOrder:
     """One optax step of the maximization, in the engine's stepper interface.
 
     A stepper has ``init(params) -> state`` and
-    ``step(objective, params, state, x, y) -> (value, index, new_params, new_state, done)``
-    where ``objective(params, x, y) -> (mean log-likelihood, index)``. ``value`` and
-    ``index`` belong to ``params`` (before the step), so the history's statistics come from
-    the same forward pass as the gradient. First-order steps never declare ``done``.
+    ``step(objective, params, state, x, y) -> (value, aux, new_params, new_state, done)``
+    where ``objective(params, x, y) -> (mean log-likelihood, aux)`` and ``aux = (index, sums)``
+    (the likelihood's sums over the observations, or None). ``value`` and ``aux`` belong to
+    ``params`` (before the step), so the history's statistics come from the same forward pass
+    as the gradient. First-order steps never declare ``done``.
     """
 
     def __init__(self, optimizer: Any):
@@ -76,9 +102,9 @@ class FirstOrder:
         return state
 
     def step(self, objective, params, state, x, y):
-        (value, index), grads = jax.value_and_grad(objective, has_aux=True)(params, x, y)
+        (value, aux), grads = jax.value_and_grad(objective, has_aux=True)(params, x, y)
         updates, state = self.tx.update(jax.tree.map(jnp.negative, grads), state, params)
-        return value, index, optax.apply_updates(params, updates), state, jnp.zeros((), bool)
+        return value, aux, optax.apply_updates(params, updates), state, jnp.zeros((), bool)
 
 
 def stepper(optimizer: Any, tol: float, model=None, likelihood=None):

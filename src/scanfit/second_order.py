@@ -177,13 +177,14 @@ class Newton:
 
     def step(self, objective, params, state, x, y):
         if self.family is not None:
-            value, index = objective(params, x, y)
+            value, aux = objective(params, x, y)
+            index = aux[0]
             g = _glm_gradient(self.family, index, y, x)
             apply = lambda t, direction: _glm_apply(self.family, params, t, direction)  # noqa: E731
         else:
             theta, unravel = ravel_pytree(params)
             f = lambda th: objective(unravel(th), x, y)  # noqa: E731
-            (value, index), g = jax.value_and_grad(f, has_aux=True)(theta)
+            (value, aux), g = jax.value_and_grad(f, has_aux=True)(theta)
             apply = lambda t, direction: unravel(theta + t * direction)  # noqa: E731
         gnorm = jnp.linalg.norm(g)
         converged = gnorm < self.tol
@@ -205,7 +206,7 @@ class Newton:
             return jax.tree.map(lambda a, b: a.astype(b.dtype), new, params), stalled
 
         new, stalled = lax.cond(converged, lambda _: (params, jnp.zeros((), bool)), newton_cast, None)
-        return value, index, new, state, converged | stalled
+        return value, aux, new, state, converged | stalled
 
 
 class LBFGSState(NamedTuple):
@@ -225,7 +226,7 @@ class LBFGS:
         return LBFGSState(self.tx.init(params), jnp.full((), -jnp.inf, dtype))
 
     def step(self, objective, params, state, x, y):
-        (value, index), grads = jax.value_and_grad(objective, has_aux=True)(params, x, y)
+        (value, aux), grads = jax.value_and_grad(objective, has_aux=True)(params, x, y)
         converged = (_norm(grads) < self.tol) | (value == state.last)
         neg = jax.tree.map(jnp.negative, grads)
 
@@ -235,4 +236,4 @@ class LBFGS:
             return optax.apply_updates(params, updates), LBFGSState(inner, value)
 
         new, new_state = lax.cond(converged, lambda _: (params, state), update, None)
-        return value, index, new, new_state, converged
+        return value, aux, new, new_state, converged
