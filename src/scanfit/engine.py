@@ -65,7 +65,7 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
     monitor = _monitor(es, has_valid)
 
     def objective(params, x, y):
-        index = forward(model, params, x)
+        index = forward(model, params, x, multi)
         value, sums = likelihood.objective_and_sums(index, y)
         return value, (index, sums)
 
@@ -73,7 +73,7 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
         index, sums = aux
         out = {f"train_{k}": v for k, v in likelihood.stats(index, data["y"], value, sums).items()}
         if has_valid:
-            vindex = forward(model, params, data["vx"])
+            vindex = forward(model, params, data["vx"], multi)
             out.update({f"valid_{k}": v for k, v in likelihood.stats(vindex, data["vy"]).items()})
         out.update(model.summaries(params, names))
         return out
@@ -138,7 +138,7 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
         return lax.scan(functools.partial(record_body, data), carry, None, length=chunk_records)
 
     def evaluate(params, data):
-        return statistics(params, (forward(model, params, data["x"]), None), None, data)
+        return statistics(params, (forward(model, params, data["x"], multi), None), None, data)
 
     if multi:
         init = jax.vmap(init, in_axes=(0, None, None, None, None))

@@ -73,7 +73,7 @@ class Linear(Model):
         return {"beta0": self.init_scale * jax.random.normal(k0, shape0),
                 "beta1": self.init_scale * jax.random.normal(k1, (n_features,) + shape0)}
 
-    def index_t(self, params, xt):
+    def index_t(self, params, xt, batched: bool = False):
         b0, b1 = params["beta0"], params["beta1"]
         if b1.ndim == 1:
             return b1 @ xt + b0
@@ -151,11 +151,17 @@ class MLP(Model):
             h = act(params[f"W{i}"].T @ h + params[f"b{i}"][:, None])
         return h
 
-    def index_t(self, params, xt):
+    def index_t(self, params, xt, batched: bool = False):
+        """The output index ``(n,)`` or ``(k, n)``. ``batched``: the call runs under the engine's vmap
+        over starts; one output is then ``h.T @ w``, whose gradient XLA builds without writing the
+        ``(starts, n)`` cotangent twice (a 16-start fit about 10% faster); for one start ``w @ h``
+        is the fast form (``h.T @ w`` was 40% slower)."""
         last = len(self.hidden)
         h = self.hidden_t(params, xt, last - 1)
         w, b = params[f"W{last}"], params[f"b{last}"]
-        return w @ h + b if w.ndim == 1 else w.T @ h + b[:, None]
+        if w.ndim == 1:
+            return (h.T @ w if batched else w @ h) + b
+        return w.T @ h + b[:, None]
 
     def spec(self):
         return {"name": self.name, "hidden": list(self.hidden), "activation": self.activation,
@@ -253,9 +259,10 @@ def as_model(model: Any) -> Model:
                     f"Got {type(model).__name__}.")
 
 
-def forward(model: Model, params, xdata):
-    """The index with observations last: ``(n,)`` or ``(k, n)``; ``xdata`` is in the model's layout."""
+def forward(model: Model, params, xdata, batched: bool = False):
+    """The index with observations last: ``(n,)`` or ``(k, n)``; ``xdata`` is in the model's layout.
+    ``batched`` tells a built-in model that the call runs under a vmap over starts."""
     if model.columns:
-        return model.index_t(params, xdata)
+        return model.index_t(params, xdata, batched)
     out = model.index(params, xdata)
     return out if out.ndim == 1 else out.T
