@@ -43,7 +43,7 @@ def test_native_is_in_the_compiled_loop_and_gives_the_jax_numbers(built, monkeyp
                                 tuple(f"x{i}" for i in range(10)), False, data_mod.FullBatch())
     init, chunk = programs[0], programs[1]
     carry = init(jax.random.key(0), None, 1.0, 10, 1)
-    data = {"x": jnp.asarray(d.train.x.T, jnp.float32), "y": jnp.asarray(yenc, jnp.float32)}
+    data = {"x": engine.layout(sf.Linear(), d.train.x, "float32"), "y": jnp.asarray(yenc, jnp.float32)}
     assert native.TARGET in chunk.lower(carry, data).as_text()
     fit = lambda: sf.fit(sf.Linear(), sf.Bernoulli(), d.train.x, d.train.y, valid=(d.valid.x, d.valid.y),  # noqa: E731
                          learning_rate=1.0, steps=200, restarts=3)

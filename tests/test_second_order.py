@@ -98,19 +98,19 @@ def test_generic_hessian_path_matches_glm_path():
 def test_glm_gradient_and_information_match_autodiff():
     with jax.enable_x64(True):
         x, y = categorical_data()
-        xt, yj = jnp.asarray(x[:60].T), jnp.asarray(y[:60].astype(np.int32))
+        xt, yj = sf.Linear().columns_of(jnp.asarray(x[:60])), jnp.asarray(y[:60].astype(np.int32))
         rng = np.random.default_rng(0)
         b0, b1 = jnp.asarray(rng.standard_normal(3)), jnp.asarray(rng.standard_normal((4, 3)))
 
         def f(free):  # classes 1..2 free, class 0 fixed: the same coordinates as the Newton step
             coef = jnp.concatenate([jnp.stack([b0[0], *b1[:, 0]])[None, :], free.reshape(2, 5)])  # (3, d+1)
-            return sf.Categorical(n_classes=3).objective(coef[:, 1:] @ xt + coef[:, :1], yj)
+            return sf.Categorical(n_classes=3).objective(coef @ xt, yj)
 
         free = jnp.concatenate([jnp.concatenate([b0[k:k + 1], b1[:, k]]) for k in (1, 2)])
 
         @jax.jit
         def both(free, b0, b1):
-            index = b1.T @ xt + b0[:, None]
+            index = sf.Linear().index_t({"beta0": b0, "beta1": b1}, xt)
             return (second_order._glm_gradient("categorical", index, yj, xt), jax.grad(f)(free),
                     second_order._glm_information("categorical", index, xt), -jax.hessian(f)(free))
 

@@ -8,8 +8,8 @@ User models (:class:`Function`, :class:`Module`) read ``x`` of shape ``(n, d)`` 
 Every model offers
 - ``init(key, n_features, n_outputs)``: initial parameters (a plain pytree) from a JAX key,
 - ``index(params, x)``: ``x`` of shape ``(n, d)`` to ``(n,)`` or ``(n, k)``,
-- ``columns``: whether the engine should hand it ``xt = columns_of(x)`` (feature-major; MLP adds a
-  row of ones for its first bias) through ``index_t``.
+- ``columns``: whether the engine should hand it ``xt = columns_of(x)`` (feature-major, with a row
+  of ones that carries the intercept or first bias) through ``index_t``.
 
 >>> import scanfit as sf, jax, numpy as np
 >>> m = sf.MLP(hidden=3)
@@ -55,6 +55,13 @@ class Model:
         return {"name": self.name}
 
 
+def _with_ones(x, first: bool):
+    """``x.T`` of shape ``(d, n)`` with a row of ones before (``first``) or after it."""
+    xp = jnp if isinstance(x, jax.Array) else np
+    ones = xp.ones((1, x.shape[0]), x.dtype)
+    return xp.concatenate([ones, x.T] if first else [x.T, ones])
+
+
 @dataclass(frozen=True)
 class Linear(Model):
     """Intercept ``beta0`` plus slopes ``beta1`` (shape ``(d,)``, or ``(d, k)`` for k outputs).
@@ -73,11 +80,18 @@ class Linear(Model):
         return {"beta0": self.init_scale * jax.random.normal(k0, shape0),
                 "beta1": self.init_scale * jax.random.normal(k1, (n_features,) + shape0)}
 
+    def columns_of(self, x):
+        """``(1 + d, n)``: a row of ones, then the features. The intercept then joins the product,
+        and its gradient comes out of the same product as the slopes' (no separate sum over the
+        observations, no separate add of ``beta0``); ``[beta0, beta1]`` is the coefficient order
+        of the GLM Newton step, which forms ``X~' W X~`` straight from this layout."""
+        return _with_ones(x, first=True)
+
     def index_t(self, params, xt, batched: bool = False):
         b0, b1 = params["beta0"], params["beta1"]
         if b1.ndim == 1:
-            return b1 @ xt + b0
-        return b1.T @ xt + b0[:, None]
+            return jnp.concatenate([b0[None], b1]) @ xt
+        return jnp.concatenate([b0[None, :], b1]).T @ xt
 
     def summaries(self, params, names):
         b0, b1 = params["beta0"], params["beta1"]
@@ -140,8 +154,7 @@ class MLP(Model):
         product as the weights' (one kernel over the observations instead of a product and a
         separate sum, the most expensive step of a small network's backward pass on the CPU).
         """
-        xp = jnp if isinstance(x, jax.Array) else np
-        return xp.concatenate([x.T, xp.ones((1, x.shape[0]), x.dtype)])
+        return _with_ones(x, first=False)
 
     def hidden_t(self, params, xt, layer: int = 0):
         """Activations of hidden layer ``layer`` for ``xt = columns_of(x)``: shape ``(h, n)``."""

@@ -9,9 +9,9 @@ gain a full step predicts) is below the objective's rounding unit, or when step-
 ``Newton`` has two paths:
 
 - ``Linear`` with ``Gaussian``, ``Bernoulli`` or ``Categorical``: the GLM structure. With the index
-  ``eta = beta0 + beta1 @ xt`` the negative Hessian of the mean log-likelihood is ``X~' W X~``
-  (``X~`` is x with a column of ones; ``W`` = 2/n, p(1-p)/n, or the softmax blocks), formed from the
-  feature-major ``xt`` in blocks (the intercept never joins a copy of x), then a Cholesky solve and
+  ``eta = [beta0, beta1] @ xt`` the negative Hessian of the mean log-likelihood is ``X~' W X~``
+  (``X~`` is x with a column of ones; ``W`` = 2/n, p(1-p)/n, or the softmax blocks), formed from
+  Linear's feature-major layout ``xt = X~'`` (the ones row comes with the data), then a Cholesky solve and
   a step-halving (Armijo) line search. For ``Categorical`` the K sets of coefficients are
   over-parametrized (softmax is unchanged when one vector is added to every class), so the step
   holds class 0 fixed and moves the others: the Hessian of that reduced problem is positive
@@ -71,24 +71,18 @@ def _norm(tree):
 
 
 def gram(xt, w, *, low: bool = False, nonneg: bool = False):
-    """``X~' diag(w) X~`` for ``xt`` of shape ``(d, n)`` and ``X~ = [1, x]``: shape ``(d + 1, d + 1)``.
-    ``w`` is an array of shape ``(n,)`` or a scalar (the same weight for every observation).
-    ``low``: form the ``d x d`` products in float32 (twice as fast on a CPU); ``nonneg``: ``w >= 0``,
-    so the products can be ``(xt sqrt(w)) (xt sqrt(w))'``."""
+    """``X~' diag(w) X~`` for ``xt = X~'`` of shape ``(1 + d, n)`` (Linear's layout: a row of ones,
+    then the features): shape ``(1 + d, 1 + d)``. ``w`` is an array of shape ``(n,)`` or a scalar
+    (the same weight for every observation). ``low``: form the products in float32 (twice as fast
+    on a CPU); ``nonneg``: ``w >= 0``, so the products can be ``(xt sqrt(w)) (xt sqrt(w))'``."""
     if jnp.ndim(w) == 0:
-        hxx, hx0, h00 = (xt @ xt.T) * w, jnp.sum(xt, axis=1) * w, w * xt.shape[1]
-    else:
-        xw = xt * w[None, :]
-        hx0, h00 = jnp.sum(xw, axis=1), jnp.sum(w)
-        if low and nonneg:
-            xs = (xt * jnp.sqrt(w)[None, :]).astype(jnp.float32)
-            hxx = (xs @ xs.T).astype(xt.dtype)
-        elif low:
-            hxx = (xw.astype(jnp.float32) @ xt.astype(jnp.float32).T).astype(xt.dtype)
-        else:
-            hxx = xw @ xt.T
-    top = jnp.concatenate([jnp.reshape(h00, (1, 1)), hx0[None, :]], axis=1)
-    return jnp.concatenate([top, jnp.concatenate([hx0[:, None], hxx], axis=1)], axis=0)
+        return (xt @ xt.T) * w
+    if low and nonneg:
+        xs = (xt * jnp.sqrt(w)[None, :]).astype(jnp.float32)
+        return (xs @ xs.T).astype(xt.dtype)
+    if low:
+        return ((xt * w[None, :]).astype(jnp.float32) @ xt.astype(jnp.float32).T).astype(xt.dtype)
+    return (xt * w[None, :]) @ xt.T
 
 
 def _glm_gradient(family, index, y, xt):
@@ -102,8 +96,8 @@ def _glm_gradient(family, index, y, xt):
     else:
         k = index.shape[0]
         r = (jax.nn.one_hot(y, k, axis=0, dtype=index.dtype) - jax.nn.softmax(index, axis=0)) / n  # (k, n)
-        return jnp.concatenate([jnp.sum(r, axis=1)[:, None], (xt @ r.T).T], axis=1)[1:].reshape(-1)
-    return jnp.concatenate([jnp.sum(r)[None], xt @ r])
+        return (xt @ r.T).T[1:].reshape(-1)
+    return xt @ r
 
 
 def _glm_information(family, index, xt, low: bool = False):
