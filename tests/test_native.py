@@ -89,3 +89,11 @@ def test_native_can_be_switched_off(monkeypatch):
     finally:
         monkeypatch.delenv("SCANFIT_NATIVE")
         native.bernoulli_target.cache_clear()
+
+
+def test_other_backends_lower_to_the_jax_twin(built):
+    """A GPU program never calls the CPU kernel: lowering for CUDA (no GPU needed) has no custom call."""
+    index, y = jnp.zeros((3, 100), jnp.float32), jnp.ones(100, jnp.float32)
+    grad = jax.jit(jax.vmap(jax.grad(lambda i, y: likelihoods.bernoulli_pass(i, y)[0]), in_axes=(0, None)))
+    assert native.TARGET not in jax.export.export(grad, platforms=["cuda"])(index, y).mlir_module()
+    assert native.TARGET in grad.lower(index, y).as_text()
