@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from scanfit import engine, tables
+from scanfit import tables
+from scanfit.engine import loop as engine
 from scanfit.cli import app
 
 runner = CliRunner()
@@ -112,7 +113,7 @@ def test_fit_parquet_gaussian_with_chosen_features(tmp_path):
     assert "target 'y' has 300 distinct numeric values: gaussian" in result.output
     line = next(li for li in result.output.splitlines() if li.strip().startswith("mse"))
     assert float(line.split()[1]) < 0.05
-    from scanfit import persist
+    from scanfit.results import persist
 
     meta = persist.info(tmp_path / "o" / "model")
     assert meta["feature_names"] == ["a", "b"] and meta["n_train"] == 270 and meta["n_valid"] == 30

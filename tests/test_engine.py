@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import scanfit as sf
-from scanfit import engine
+from scanfit.engine import loop as engine
 
 
 def small(n=200, d=3, seed=0):

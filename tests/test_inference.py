@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import scanfit as sf
-from scanfit import identification
+from scanfit.data import identification
 
 sm = pytest.importorskip("statsmodels.api")
 datasets = pytest.importorskip("sklearn.datasets")

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 import scanfit as sf
-from scanfit import engine, likelihoods, native
-from scanfit import data as data_mod
+from scanfit.engine import loop as engine
+from scanfit.likelihoods import bernoulli as likelihoods
+from scanfit.likelihoods import native
+from scanfit.data import checks as data_mod
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 
 import _io_fits
 import scanfit as sf
-from scanfit import persist
+from scanfit.results import persist
 
 
 @pytest.fixture(scope="module")

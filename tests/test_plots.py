@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 import _io_fits
 import scanfit as sf
-from scanfit import plots
+from scanfit.show import plots
 
 
 def _visible(fig):

@@ -6,7 +6,7 @@ import pytest
 
 import _io_fits
 import scanfit as sf
-from scanfit import engine
+from scanfit.engine import loop as engine
 
 
 def _fit(progress, steps, model=None, **kw):

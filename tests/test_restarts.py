@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 import scanfit as sf
-from scanfit import engine
+from scanfit.engine import loop as engine
 
 GD = dict(optimizer="gd", learning_rate=2.0, steps=2000)
 RMSPROP = dict(optimizer="rmsprop", learning_rate=0.01, steps=4000)

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 import scanfit as sf
-from scanfit import engine, second_order
+from scanfit.engine import loop as engine
+from scanfit.engine import second_order
+from scanfit.likelihoods.glm import glm_family
 
 
 def gaussian_data():
@@ -87,7 +89,7 @@ def test_newton_multinomial_holds_class_zero_and_reaches_mnlogit():
 def test_generic_hessian_path_matches_glm_path():
     x, y = bernoulli_data()
     model = sf.Function(lambda p, x: p["b"] + x @ p["w"], init=lambda key: {"b": jnp.zeros(()), "w": jnp.zeros(4)})
-    assert second_order.glm_family(model, sf.Bernoulli()) is None
+    assert glm_family(model, sf.Bernoulli()) is None
     generic = sf.fit(model, sf.Bernoulli(), x, y, optimizer="newton", dtype="float64", steps=64)
     glm = sf.fit(sf.Linear(), sf.Bernoulli(), x, y, optimizer="newton", dtype="float64", steps=64)
     assert generic.status.code == "converged"

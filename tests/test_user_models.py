@@ -107,7 +107,7 @@ def test_equinox_params_are_a_plain_dict_and_rebuild_the_module():
     assert sorted(r.params) == ["layers[0].bias", "layers[0].weight", "layers[1].bias", "layers[1].weight"]
     assert r.params["layers[0].weight"].shape == (8, D)
     module = model.module(r.params)
-    np.testing.assert_allclose(np.asarray(jax.vmap(module)(jnp.asarray(x, jnp.float32))), r.predict(x), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(jax.vmap(module)(jnp.asarray(x, jnp.float32))), r.predict(x), rtol=1e-5, atol=1e-6)
 
 
 def test_equinox_instance_without_vmap():

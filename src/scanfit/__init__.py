@@ -14,29 +14,38 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the table below imports on demand
-    from . import datasets, inference, optimizers, plots
-    from .config import EarlyStopping, FitConfig
-    from .engine import fit
-    from .identification import NotIdentifiedError
+    from .api import fit
+    from .data import datasets
+    from .data.identification import NotIdentifiedError
+    from .engine import optimizers
+    from .engine.config import EarlyStopping, FitConfig
+    from .engine.outcome import FitError, FitWarning, Status
     from .likelihoods import Bernoulli, Categorical, Gaussian, Likelihood
     from .models import MLP, Function, Linear, Module
-    from .persist import ModelFileError, load
-    from .result import FitError, FitResult, FitWarning, Status
-    from .user_models import Equinox
+    from .models.equinox import Equinox
+    from .results import inference
+    from .results.persist import ModelFileError
+    from .results.result import FitResult, load
+    from .show import plots
 
 __version__ = "0.1.0"
 
-# public name -> the module that defines it ("" for a submodule of the same name). Add new public
-# names here (and to __all__), not as eager imports: an eager import of JAX makes `scanfit --help` slow.
+# public name -> (module, attribute); attribute None means the module itself. Add new public names
+# here (and to __all__), not as eager imports: an eager import of JAX makes `scanfit --help` slow.
 _LAZY = {
-    "datasets": "", "optimizers": "", "plots": "",
-    "EarlyStopping": ".config", "FitConfig": ".config",
-    "fit": ".engine",
-    "Bernoulli": ".likelihoods", "Categorical": ".likelihoods", "Gaussian": ".likelihoods", "Likelihood": ".likelihoods",
-    "MLP": ".models", "Function": ".models", "Linear": ".models", "Module": ".models", "Equinox": ".user_models",
-    "load": ".persist", "ModelFileError": ".persist",
-    "FitError": ".result", "FitResult": ".result", "FitWarning": ".result", "Status": ".result",
-    "inference": "", "NotIdentifiedError": ".identification",
+    "datasets": (".data.datasets", None), "optimizers": (".engine.optimizers", None),
+    "plots": (".show.plots", None), "inference": (".results.inference", None),
+    "EarlyStopping": (".engine.config", "EarlyStopping"), "FitConfig": (".engine.config", "FitConfig"),
+    "fit": (".api", "fit"),
+    "Bernoulli": (".likelihoods", "Bernoulli"), "Categorical": (".likelihoods", "Categorical"),
+    "Gaussian": (".likelihoods", "Gaussian"), "Likelihood": (".likelihoods", "Likelihood"),
+    "MLP": (".models", "MLP"), "Function": (".models", "Function"), "Linear": (".models", "Linear"),
+    "Module": (".models", "Module"), "Equinox": (".models.equinox", "Equinox"),
+    "load": (".results.result", "load"), "ModelFileError": (".results.persist", "ModelFileError"),
+    "FitResult": (".results.result", "FitResult"),
+    "FitError": (".engine.outcome", "FitError"), "FitWarning": (".engine.outcome", "FitWarning"),
+    "Status": (".engine.outcome", "Status"),
+    "NotIdentifiedError": (".data.identification", "NotIdentifiedError"),
 }
 
 __all__ = [
@@ -49,8 +58,9 @@ __all__ = [
 def __getattr__(name: str):
     if name not in _LAZY:
         raise AttributeError(f"module 'scanfit' has no attribute {name!r}")
-    module = importlib.import_module(_LAZY[name] or f".{name}", __name__)
-    value = module if not _LAZY[name] else getattr(module, name)
+    where, attribute = _LAZY[name]
+    module = importlib.import_module(where, __name__)
+    value = module if attribute is None else getattr(module, attribute)
     globals()[name] = value
     return value
 

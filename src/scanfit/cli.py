@@ -157,7 +157,8 @@ def fit(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Fit a model to a table and write the saved model, history, plots and report."""
-    from . import report, tables
+    from . import tables
+    from .show import report
 
     feature_list = _parse_list(features, "--features")
     hidden_units = _parse_list(hidden, "--hidden", int)
@@ -194,12 +195,14 @@ def predict(
     out: Annotated[Optional[Path], typer.Option(help="Write here (.csv or .parquet) instead of printing CSV.")] = None,
 ) -> None:
     """Predict for each row of a table: the mean, or class probabilities and the most likely class."""
-    from . import persist, tables
+    from . import tables
+    from .results import persist
+    from .results.result import load
 
     try:
         model_dir = _model_path(model_dir)
         meta = persist.info(model_dir)
-        result = persist.load(model_dir)
+        result = load(model_dir)
         frame = tables.read(table)
         pred = tables.predict_table(result, frame, (meta.get("extra") or {}).get("classes"))
     except USER_ERRORS as err:
@@ -224,7 +227,8 @@ def summary(
     model_dir: Annotated[Path, typer.Argument(help="A directory written by `scanfit fit` or result.save().")],
 ) -> None:
     """Print what was fitted, on what data, its final statistics and the summary table."""
-    from . import persist, tables
+    from . import tables
+    from .results import persist
 
     try:
         meta = persist.info(_model_path(model_dir))

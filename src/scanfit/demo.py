@@ -161,7 +161,7 @@ def _hidden_weights(result):
 
 def write_outputs(outcomes: list[Outcome], out: str | Path) -> Path:
     """Write each history as CSV, every picture as PNG, and report.html into ``out``; return the report path."""
-    from . import plots, report
+    from .show import plots, report
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -37,8 +37,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .config import EarlyStopping, FitConfig
-from .engine import fit as sf_fit
+from .api import fit as sf_fit
+from .engine.config import EarlyStopping, FitConfig
 from .likelihoods import Bernoulli, Categorical, Gaussian
 from .models import MLP, Linear
 

@@ -172,7 +172,7 @@ def write_outputs(result, out: str | Path, *, target: Target, x, y, table: str =
                   summary: str | None = None) -> list[Path]:
     """Save the model (``out/model``), ``history.csv``, the plots and ``report.html``; return the paths.
     ``summary`` is the summary table's text when already computed."""
-    from . import plots, report
+    from .show import plots, report
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ params (for divergence), and early-stopping bookkeeping.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import time
@@ -29,12 +28,13 @@ import numpy as np
 import pandas as pd
 from jax import lax
 
-from . import data as data_mod
+from ..data import checks as data_mod
+from ..data.precision import dtype_scope
+from ..likelihoods.base import Likelihood
+from ..models.core import as_model, forward, layout
 from . import optimizers
 from .config import EarlyStopping, FitConfig
-from .likelihoods import Likelihood
-from .models import as_model, forward
-from .result import FitError, FitResult, FitWarning, Status, choose_start
+from .outcome import FitError, FitWarning, Outcome, Status, choose_start
 
 __all__ = ["fit", "traces"]
 
@@ -223,17 +223,6 @@ def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | No
         return _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw, init_params)
 
 
-def dtype_scope(dtype: str):
-    """Enable float64 for the enclosed work only, leaving the user's JAX setting alone."""
-    return jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext()
-
-
-def layout(model, x: np.ndarray, dtype: str):
-    """``x`` of shape ``(n, d)`` as the model reads it: ``model.columns_of(x)`` for built-in models."""
-    x = np.asarray(x, dtype=dtype)
-    return jnp.asarray(np.ascontiguousarray(model.columns_of(x)) if model.columns else x)
-
-
 def _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw, init_params=None):
     es = config.early_stopping
     n_records = config.steps // config.record_every
@@ -335,7 +324,7 @@ def _assemble(model, likelihood, config, names, xa, ya, vdata, data, evaluate, c
     for i in range(config.restarts):
         finals.append({k: float(per_start(final[k], i)) for k in column_order(likelihood, final)})
     best = choose_start(finals, statuses, has_valid=vdata is not None)
-    result = FitResult(model=model, likelihood=likelihood, config=config, params=params_all[best],
+    result = Outcome(model=model, likelihood=likelihood, config=config, params=params_all[best],
                        history=histories[best], status=statuses[best], feature_names=names,
                        final=finals[best], seconds=seconds, best_start=best,
                        start_histories=histories, start_params=params_all, start_statuses=statuses,

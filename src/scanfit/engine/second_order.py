@@ -40,8 +40,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 from jax.scipy.linalg import cho_solve
 
-from .likelihoods import Bernoulli, Categorical, Gaussian
-from .models import Linear
+from ..likelihoods.glm import glm_family
 
 __all__ = ["Newton", "LBFGS", "make", "glm_family"]
 
@@ -56,14 +55,6 @@ def make(optimizer: str, tol: float, model: Any = None, likelihood: Any = None):
     if optimizer == "lbfgs":
         return LBFGS(tol)
     raise ValueError(f"The 'optimizer' parameter of second_order.make must be 'newton' or 'lbfgs'. Got {optimizer!r}.")
-
-
-def glm_family(model: Any, likelihood: Any) -> str | None:
-    """``"gaussian"``, ``"bernoulli"`` or ``"categorical"`` when ``model`` is ``Linear`` and the
-    likelihood is exactly one of the built-in ones (a subclass may change the objective)."""
-    if not isinstance(model, Linear):
-        return None
-    return {Gaussian: "gaussian", Bernoulli: "bernoulli", Categorical: "categorical"}.get(type(likelihood))
 
 
 def _norm(tree):

@@ -1,35 +1,23 @@
-"""Likelihoods: the log-probability of ``y`` given a model's index (its raw output).
+"""Binary outcomes from one logit, and the one-pass computation behind them.
 
-Shapes inside the engine put observations last: the index is ``(n,)`` for one output and
-``(k, n)`` for ``k`` outputs. Each likelihood
-
-- ``prepare(y)`` checks labels and returns the encoded target used inside the loop,
-- ``objective(index, y)`` is the mean log-likelihood per observation (to be maximized),
-- ``objective_and_sums(index, y)`` is the objective plus the sums over observations that
-  ``stats`` reuses (the engine differentiates it, so statistics share the gradient's pass),
-- ``stats(index, y, objective, sums)`` gives the per-step statistics recorded in the history,
-- ``mean(index)`` is the prediction on the response scale.
-
-Everything is computed from logits, never from probabilities through ``log``. Bernoulli's pass
-runs as one compiled CPU kernel for float32 (``scanfit.native``) with a pure-JAX twin elsewhere.
-
->>> import scanfit as sf, jax.numpy as jnp
->>> float(sf.Bernoulli().objective(jnp.array([1000.0, -1000.0]), jnp.array([1.0, -1.0])))
-0.0
+``bernoulli_pass`` gives the mean log-likelihood, the counts behind accuracy / false_pos /
+false_neg / predavg, and (through a custom JVP) the gradient's weights, all from one ``exp(-|s|)``
+of the signed logit ``s``. For float32 on the CPU it is one compiled kernel (``native``), with a
+pure-JAX twin (``_pass_jax``) elsewhere.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from . import native
+from .base import Likelihood
 
-__all__ = ["Likelihood", "Gaussian", "Bernoulli", "Categorical", "log_sigmoid", "bernoulli_pass", "sum_log1p"]
+__all__ = ["Bernoulli", "log_sigmoid", "bernoulli_pass", "sum_log1p"]
 
 
 def _block(n: int) -> int:
@@ -125,74 +113,6 @@ def _bernoulli_pass_jvp(primals, tangents):
     return (sums[..., 0], sums[..., 1:]), (jnp.sum(g * dindex, axis=-1), jnp.zeros_like(sums[..., 1:]))
 
 
-class Likelihood:
-    """Base class; subclasses are frozen dataclasses (hashable, so they key compiled loops)."""
-
-    name = "likelihood"
-    stat_names: tuple[str, ...] = ("objective",)
-    n_outputs = 1
-    point_stat = "accuracy"
-
-    def prepare(self, y: np.ndarray, *, name: str = "y"):
-        """Return ``(likelihood, encoded_y)``; the likelihood may learn e.g. its class count."""
-        raise NotImplementedError
-
-    def objective(self, index, y):
-        raise NotImplementedError
-
-    def objective_and_sums(self, index, y):
-        """``(objective, sums)``: the objective and any sums over the observations that ``stats``
-        reuses, so the history's statistics come from the gradient's own forward pass."""
-        return self.objective(index, y), None
-
-    def stats(self, index, y, objective=None, sums=None) -> dict:
-        raise NotImplementedError
-
-    def mean(self, index):
-        raise NotImplementedError
-
-    def loglik(self, index, y, **kw):
-        """Log-likelihood of each observation, shape ``(n,)``."""
-        raise NotImplementedError
-
-    def spec(self) -> dict:
-        return {"name": self.name, **{k: v for k, v in self.__dict__.items()}}
-
-
-@dataclass(frozen=True)
-class Gaussian(Likelihood):
-    """Normal errors around the model's index (the mean).
-
-    The reported ``objective`` is the profile mean log-likelihood, sigma set to its
-    maximum-likelihood value ``sqrt(mse)``: ``-0.5 * (log(2 pi mse) + 1)``. Gradients are
-    taken of ``-mse``, the notebook's objective: a monotone transform with the same
-    maximizer, so a learning rate means what it meant in the notebook.
-    """
-
-    name = "gaussian"
-    stat_names = ("objective", "mse")
-    point_stat = "mse"
-
-    def prepare(self, y, *, name="y"):
-        if y.dtype == np.bool_:
-            y = y.astype(np.float64)
-        return self, y.astype(np.float64)
-
-    def objective(self, index, y):
-        return -jnp.mean((y - index) ** 2)
-
-    def stats(self, index, y, objective=None, sums=None):
-        mse = -objective if objective is not None else jnp.mean((y - index) ** 2)
-        return {"objective": -0.5 * (jnp.log(2 * math.pi * mse) + 1.0), "mse": mse}
-
-    def mean(self, index):
-        return index
-
-    def loglik(self, index, y, *, sigma):
-        r = (y - index) / sigma
-        return -0.5 * (jnp.log(2 * math.pi) + r**2) - jnp.log(sigma)
-
-
 @dataclass(frozen=True)
 class Bernoulli(Likelihood):
     """Binary outcomes from one logit: log p(y) = log_sigmoid(+-logit), one ``exp`` per observation.
@@ -237,51 +157,3 @@ class Bernoulli(Likelihood):
 
     def loglik(self, index, y, **kw):
         return log_sigmoid(y * index)
-
-
-@dataclass(frozen=True)
-class Categorical(Likelihood):
-    """K classes from K logits (softmax); ``y`` holds integer labels 0..K-1.
-
-    ``n_classes`` is learned from the labels (max + 1) when not given.
-    """
-
-    n_classes: int | None = None
-    name = "categorical"
-    stat_names = ("objective", "accuracy")
-
-    @property
-    def n_outputs(self):
-        return self.n_classes
-
-    def prepare(self, y, *, name="y"):
-        if y.dtype == np.bool_:
-            y = y.astype(np.int64)
-        if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise ValueError(f"The Categorical likelihood needs integer labels in '{name}'. Got non-integer values "
-                             f"such as {y[np.mod(y, 1) != 0][:3].tolist()}; encode classes as 0..K-1.")
-        y = y.astype(np.int64)
-        k = self.n_classes if self.n_classes is not None else max(int(y.max()) + 1, 2)
-        if y.min() < 0 or y.max() >= k:
-            raise ValueError(f"The Categorical likelihood with {k} classes needs labels in 0..{k - 1} in '{name}'. "
-                             f"Got labels from {int(y.min())} to {int(y.max())}; encode classes as 0..K-1 "
-                             f"or pass Categorical(n_classes=...).")
-        return replace(self, n_classes=k), y.astype(np.int32)
-
-    def _logp(self, index, y):
-        logp = jax.nn.log_softmax(index, axis=0)
-        return jnp.take_along_axis(logp, y[None, :], axis=0)[0]
-
-    def objective(self, index, y):
-        return jnp.mean(self._logp(index, y))
-
-    def stats(self, index, y, objective=None, sums=None):
-        if objective is None:
-            objective = self.objective(index, y)
-        return {"objective": objective, "accuracy": jnp.mean(jnp.argmax(index, axis=0) == y)}
-
-    def mean(self, index):
-        return jax.nn.softmax(index, axis=0)
-
-    def loglik(self, index, y, **kw):
-        return self._logp(index, y)

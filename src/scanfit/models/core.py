@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Linear", "MLP", "Function", "Module", "as_model", "forward"]
+__all__ = ["Model", "Linear", "MLP", "Function", "Module", "as_model", "forward", "layout"]
 
 ACTIVATIONS = {"sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "relu": jax.nn.relu}
 
@@ -279,3 +279,9 @@ def forward(model: Model, params, xdata, batched: bool = False):
         return model.index_t(params, xdata, batched)
     out = model.index(params, xdata)
     return out if out.ndim == 1 else out.T
+
+
+def layout(model, x: np.ndarray, dtype: str):
+    """``x`` of shape ``(n, d)`` as the model reads it: ``model.columns_of(x)`` for built-in models."""
+    x = np.asarray(x, dtype=dtype)
+    return jnp.asarray(np.ascontiguousarray(model.columns_of(x)) if model.columns else x)

@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .models import Model
+from .core import Model
 
 __all__ = ["Equinox"]
 

@@ -22,7 +22,7 @@ Estimates
   fit still gets the standard errors of the maximum; ``attrs["note"]`` says how far it moved.
   ``refine=False`` keeps the fit's parameters (and warns when they come from a float32 fit).
   Other models are evaluated at the fit's parameters.
-Identification (:mod:`scanfit.identification`)
+Identification (:mod:`scanfit.data.identification`)
   collinear columns, separated classes, singular Hessians and networks raise
   :class:`NotIdentifiedError` with the reason, unless ``allow_nonidentified=True``, which computes
   the numbers anyway (pseudo-inverse) and warns.
@@ -45,11 +45,12 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit, log_expit, logsumexp
 
-from . import identification
-from .identification import NotIdentifiedError
-from .models import MLP
-from .result import FitWarning
-from .second_order import glm_family
+from ..data import identification
+from ..data.identification import NotIdentifiedError
+from ..data.precision import dtype_scope
+from ..engine.outcome import FitWarning
+from ..likelihoods.glm import glm_family
+from ..models.core import MLP, forward, layout
 
 __all__ = ["Estimates", "estimates", "cov_params", "summary", "summary_text", "NotIdentifiedError", "COV_TYPES"]
 
@@ -221,8 +222,6 @@ def _generic(result, allow):
     import jax.numpy as jnp
     from jax.flatten_util import ravel_pytree
 
-    from .engine import layout
-    from .models import forward
 
     if isinstance(result.model, MLP) and not allow:
         raise NotIdentifiedError(

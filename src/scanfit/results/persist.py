@@ -36,10 +36,17 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 import pandas as pd
 
-__all__ = ["save", "load", "info", "ModelFileError", "FORMAT_VERSION", "PARAMS_FILE", "META_FILE"]
+from ..engine import optimizers
+from ..engine.config import EarlyStopping, FitConfig
+from ..engine.outcome import Outcome, Status
+from ..likelihoods import Bernoulli, Categorical, Gaussian
+from ..models.core import MLP, Linear, as_model
+
+__all__ = ["save", "read", "info", "ModelFileError", "FORMAT_VERSION", "PARAMS_FILE", "META_FILE"]
 
 FORMAT = "scanfit-model"
 FORMAT_VERSION = 1
@@ -123,8 +130,6 @@ def _frame_from_json(blob: dict) -> pd.DataFrame:
 
 
 def _config_json(config) -> dict:
-    from . import optimizers
-
     es = config.early_stopping
     return {"optimizer": optimizers.label(config.optimizer), "custom_optimizer": not isinstance(config.optimizer, str),
             "learning_rate": config.learning_rate, "steps": config.steps, "record_every": config.record_every,
@@ -159,7 +164,9 @@ def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrit
     """
     import jax
 
-    from . import __version__
+    from importlib.metadata import version
+
+    __version__ = version("scanfit")
 
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -278,8 +285,6 @@ def _read_params(path: Path, meta: dict) -> Any:
 
 
 def _rebuild_model(spec: dict, model: Any):
-    from .models import MLP, Linear, as_model
-
     name = spec.get("name")
     if model is not None:
         model = as_model(model)
@@ -300,32 +305,19 @@ def _rebuild_model(spec: dict, model: Any):
 
 
 def _rebuild_likelihood(spec: dict):
-    from .likelihoods import Bernoulli, Categorical, Gaussian
-
     kinds = {"gaussian": Gaussian, "bernoulli": Bernoulli, "categorical": Categorical}
     if spec.get("name") not in kinds:
         raise ModelFileError(f"Unknown likelihood {spec.get('name')!r} in the saved file.")
     return kinds[spec["name"]](**{k: v for k, v in spec.items() if k != "name"})
 
 
-def load(path: str | os.PathLike, *, model: Any = None):
-    """Load a model saved with ``result.save(path)`` as a FitResult that predicts bit-identically.
+def read(path: str | os.PathLike, *, model: Any = None) -> Outcome:
+    """Read a model saved with ``result.save(path)``: the record that ``sf.load`` turns into a FitResult.
 
     ``model`` is needed only for user models (``sf.Function``, ``sf.Module``), whose code is not
     saved: pass the same model again. The loaded result holds no training data, and of several
     starts only the kept one's parameters and history (``result.restarts`` lists them all).
-
-    >>> import scanfit as sf
-    >>> sf.load("no/such/dir")
-    Traceback (most recent call last):
-    ...
-    scanfit.persist.ModelFileError: No saved model at 'no/such/dir': the directory does not exist. ...
     """
-    import jax
-
-    from .config import EarlyStopping, FitConfig
-    from .result import FitResult, Status
-
     path = Path(path)
     meta = info(path)
     params = _read_params(path, meta)
@@ -353,7 +345,7 @@ def load(path: str | os.PathLike, *, model: Any = None):
                   for _, row in table.iterrows()]
     history = _frame_from_json(meta["history"])
     best = int(meta.get("best_start", 0))
-    return FitResult(model=fitted_model, likelihood=likelihood, config=config, params=params, history=history,
+    return Outcome(model=fitted_model, likelihood=likelihood, config=config, params=params, history=history,
                      status=status, feature_names=tuple(meta["feature_names"]), final=final,
                      seconds=float(meta.get("seconds") or 0.0), best_start=best,
                      start_histories=[history if i == best else None for i in range(len(starts))],

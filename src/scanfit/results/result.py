@@ -1,4 +1,4 @@
-"""What a fit returns: parameters, the learning path, a status, and predictions.
+"""What a fit returns: parameters, the learning path, a status, predictions, and ``load``.
 
 Everything downstream (inference, plots, persistence, estimators, CLI) reads a
 :class:`FitResult`; nothing here runs the optimizer.
@@ -12,59 +12,24 @@ Everything downstream (inference, plots, persistence, estimators, CLI) reads a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import jax
 import numpy as np
 import pandas as pd
 
-__all__ = ["FitResult", "Status", "FitError", "FitWarning", "choose_start"]
+__all__ = ["FitResult", "load"]
 
 
-class FitError(RuntimeError):
-    """A fit failed (for example it diverged) and ``throw=True`` asked for an exception."""
-
-
-class FitWarning(UserWarning):
-    """A fit finished but something went wrong (for example it diverged)."""
-
-
-@dataclass(frozen=True)
-class Status:
-    """How a fit ended: ``code`` is one of completed, converged, max_steps, diverged, interrupted."""
-
-    code: str
-    steps: int
-    message: str
-    step: int | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.code in ("completed", "converged")
-
-    @classmethod
-    def diverged(cls, step: int, learning_rate: float, optimizer: Any, how: str = "") -> "Status":
-        what = how or "became NaN or infinite"
-        kept = "" if how else " The parameters returned are the last finite ones."
-        return cls("diverged", step,
-                   f"The fit diverged: the objective {what} at step {step} "
-                   f"(optimizer={optimizer!r}, learning_rate={learning_rate:g}).{kept} Try a smaller learning_rate, e.g. {learning_rate / 10:g}, or an adaptive optimizer "
-                   f"such as 'rmsprop'; standardizing x also helps.", step)
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
-
-
-def choose_start(finals: list[dict], statuses: list[Status], *, has_valid: bool) -> int:
-    """The start with the best final valid (else train) objective; diverged starts lose."""
-    key = "valid_objective" if has_valid else "train_objective"
-    scores = [(-np.inf if s.code == "diverged" or not np.isfinite(f[key]) else f[key]) for f, s in zip(finals, statuses)]
-    return int(np.argmax(scores))
+from ..data.checks import as_features
+from ..data.precision import dtype_scope
+from ..engine.outcome import Outcome
+from ..models.core import forward, layout
+from . import inference, persist
 
 
 @dataclass
-class FitResult:
+class FitResult(Outcome):
     """The outcome of :func:`scanfit.fit`.
 
     Attributes: ``params`` (pytree of NumPy arrays), ``history`` (DataFrame, one row per recorded
@@ -72,22 +37,10 @@ class FitResult:
     per start), ``feature_names``, ``config``, ``seconds`` (wall time of the loop, compile included).
     """
 
-    model: Any
-    likelihood: Any
-    config: Any
-    params: Any
-    history: pd.DataFrame
-    status: Status
-    feature_names: tuple[str, ...]
-    final: dict
-    seconds: float = 0.0
-    best_start: int = 0
-    start_histories: list = field(default_factory=list, repr=False)
-    start_params: list = field(default_factory=list, repr=False)
-    start_statuses: list = field(default_factory=list, repr=False)
-    start_finals: list = field(default_factory=list, repr=False)
-    train: tuple | None = field(default=None, repr=False)
-    valid: tuple | None = field(default=None, repr=False)
+    @classmethod
+    def of(cls, outcome: Outcome) -> "FitResult":
+        """The engine's record with the user's methods."""
+        return cls(**outcome.fields())
 
     @property
     def converged(self) -> bool:
@@ -113,14 +66,14 @@ class FitResult:
         return pd.concat([h.assign(restart=i) for i, h in enumerate(self.start_histories)], ignore_index=True)
 
     def index(self, x) -> np.ndarray:
-        """The model's raw output for ``x`` of shape ``(n, d)``: shape ``(n,)`` or ``(n, k)``."""
-        from .data import as_features
-        from .engine import dtype_scope, layout
-        from .models import forward
+        """The model's raw output for ``x`` of shape ``(n, d)``: shape ``(n,)`` or ``(n, k)``.
 
+        Computed in float64 whatever the fit's dtype (the parameters are widened, not changed), so
+        a row's prediction does not depend on which other rows are predicted with it."""
         xa, _ = as_features(x, names=self.feature_names)
-        with dtype_scope(self.config.dtype):
-            out = np.asarray(_forward_jit(self.model)(self.params, layout(self.model, xa, self.config.dtype)))
+        with dtype_scope("float64"):
+            params = jax.tree.map(_widen, self.params)
+            out = np.asarray(_forward_jit(self.model)(params, layout(self.model, xa, "float64")))
         return out if out.ndim == 1 else out.T
 
     def predict(self, x) -> np.ndarray:
@@ -133,22 +86,18 @@ class FitResult:
         >>> r.predict(d.valid.x).shape
         (1000,)
         """
-        from .engine import dtype_scope
-
         idx = self.index(x)
-        with dtype_scope(self.config.dtype):
+        with dtype_scope("float64"):
             mean = np.asarray(jax.device_get(self.likelihood.mean(idx if idx.ndim == 1 else idx.T)))
         return mean if mean.ndim == 1 else mean.T
 
     def save(self, path, *, extra: dict | None = None, overwrite: bool = True, summary: str | None = None):
         """Save to the directory ``path`` (safetensors + JSON, never pickle); ``sf.load(path)`` reads it.
 
-        See :mod:`scanfit.persist`. User models (``sf.Function``, ``sf.Module``) save their
+        See :mod:`scanfit.results.persist`. User models (``sf.Function``, ``sf.Module``) save their
         parameters; ``sf.load(path, model=...)`` then takes the same model again.
         """
-        from .persist import save
-
-        return save(self, path, extra=extra, overwrite=overwrite, summary=summary)
+        return persist.save(self, path, extra=extra, overwrite=overwrite, summary=summary)
 
     # --- inference (scanfit.inference; see its docstring for the covariance and distribution choices)
     def summary(self, *, cov_type: str = "nonrobust", alpha: float = 0.05, reference: int = 0, refine: bool = True,
@@ -166,23 +115,17 @@ class FitResult:
         >>> list(r.summary().index)
         ['intercept', 'x']
         """
-        from .inference import summary
-
-        return summary(self, cov_type=cov_type, alpha=alpha, reference=reference, refine=refine,
+        return inference.summary(self, cov_type=cov_type, alpha=alpha, reference=reference, refine=refine,
                        allow_nonidentified=allow_nonidentified)
 
     def summary_text(self, **options) -> str:
         """The statsmodels-style text of ``summary(**options)``."""
-        from .inference import summary_text
-
-        return summary_text(self.summary(**options))
+        return inference.summary_text(self.summary(**options))
 
     def cov_params(self, *, cov_type: str = "nonrobust", reference: int = 0, refine: bool = True,
                    allow_nonidentified: bool = False) -> pd.DataFrame:
         """Covariance matrix of the estimates, (p, p), labelled like ``summary()``'s rows."""
-        from .inference import cov_params
-
-        return cov_params(self, cov_type=cov_type, reference=reference, refine=refine,
+        return inference.cov_params(self, cov_type=cov_type, reference=reference, refine=refine,
                           allow_nonidentified=allow_nonidentified)
 
     def conf_int(self, *, alpha: float = 0.05, cov_type: str = "nonrobust", **options) -> pd.DataFrame:
@@ -203,11 +146,30 @@ class FitResult:
 _FORWARD = {}
 
 
-def _forward_jit(model):
-    from .models import forward
+def _widen(a):
+    a = np.asarray(a)
+    return a.astype(np.float64) if np.issubdtype(a.dtype, np.floating) else a
 
+
+def _forward_jit(model):
     fn = _FORWARD.get(id(model))
     if fn is None or fn[0] is not model:
         fn = (model, jax.jit(lambda p, x: forward(model, p, x)))
         _FORWARD[id(model)] = fn
     return fn[1]
+
+
+def load(path, *, model=None) -> FitResult:
+    """Load a model saved with ``result.save(path)`` as a FitResult that predicts bit-identically.
+
+    ``model`` is needed only for user models (``sf.Function``, ``sf.Module``), whose code is not
+    saved: pass the same model again. The loaded result holds no training data, and of several
+    starts only the kept one's parameters and history (``result.restarts`` lists them all).
+
+    >>> import scanfit as sf
+    >>> sf.load("no/such/dir")
+    Traceback (most recent call last):
+    ...
+    scanfit.results.persist.ModelFileError: No saved model at 'no/such/dir': the directory does not exist. ...
+    """
+    return FitResult.of(persist.read(path, model=model))

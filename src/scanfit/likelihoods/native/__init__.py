@@ -6,7 +6,7 @@ The one kernel today is the Bernoulli pass (``bernoulli.cc``): objective, counts
 weights in one loop over the observations. The library is cached in ``$SCANFIT_CACHE`` (default
 ``~/.cache/scanfit``) under a name that hashes the source, the flags, the compiler and the CPU.
 
->>> from scanfit import native
+>>> from scanfit.likelihoods import native
 >>> native.status()  # doctest: +SKIP
 'compiled: /root/.cache/scanfit/bernoulli-....so'
 """

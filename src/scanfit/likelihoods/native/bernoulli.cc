@@ -2,7 +2,7 @@
 // log-likelihood, the counts behind accuracy / false_pos / false_neg / predavg, and the
 // gradient's per-observation weight, where XLA's CPU code runs a dozen separate kernels.
 // Built on first use by scanfit/native/__init__.py and called through jax.ffi; the pure-JAX
-// version of the same numbers is scanfit.likelihoods._pass_jax (the tests compare the two).
+// version of the same numbers is scanfit.likelihoods.bernoulli._pass_jax (the tests compare the two).
 //
 // Compiled without -ffast-math: NaN and inf propagate as in the JAX twin (a NaN index makes e and
 // the objective NaN, -inf for a 1 makes it -inf; the engine's divergence check needs them);

@@ -1,0 +1,1 @@
+"""Results layer: ``FitResult`` and what reads it: inference and saved models."""
