@@ -48,7 +48,7 @@ def test_native_is_in_the_compiled_loop_and_gives_the_jax_numbers(built, monkeyp
     data = {"x": engine.layout(sf.Linear(), d.train.x, "float32"), "y": jnp.asarray(yenc, jnp.float32)}
     assert native.TARGET in chunk.lower(carry, data).as_text()
     fit = lambda: sf.fit(sf.Linear(), sf.Bernoulli(), d.train.x, d.train.y, valid=(d.valid.x, d.valid.y),  # noqa: E731
-                         learning_rate=1.0, steps=200, restarts=3)
+                         optimizer="gd", learning_rate=1.0, steps=200, restarts=3)
     fast = fit()
     monkeypatch.setattr(likelihoods, "_pass", likelihoods._pass_jax)
     engine._programs.cache_clear()
