@@ -5,19 +5,27 @@ A saved model is a directory with two files:
 - ``params.safetensors``: every parameter array, bit for bit (safetensors never runs code);
 - ``model.json``: the format version, the model and likelihood specifications, feature names,
   the fit's settings, status, final statistics, the restarts table, the history, the
-  scanfit and JAX versions, and the SHA-256 of the parameter file (so corruption is caught).
+  scanfit and JAX versions, the SHA-256 and size of the parameter file, and (format 2) ``digest``,
+  the SHA-256 of ``model.json``'s own content, so that an edit of either file is caught.
+
+Loading trusts neither file: both must be regular files of bounded size, ``model.json`` must match
+its digest and the schema of :mod:`scanfit.results.model_schema` before any of it is used, and the
+parameters must match their checksum and the shapes, dtype and finiteness the model implies
+(:mod:`scanfit.results.model_files` reads them). Every problem is a :class:`ModelFileError` that
+names the file and the fix. Format-1 files (no digest) still load when they pass the other checks.
 
 Loading rebuilds a built-in model (``Linear``, ``MLP``) from its specification; no code is
-read from the files. A user model (``sf.Function`` or a flax NNX ``sf.Module``) cannot be
-rebuilt from data, so its parameters are saved and ``sf.load(dir, model=...)`` takes the same
-model again (its parameter structure and shapes are checked against the file).
+read from the files. A user model (``sf.Function``, a flax NNX ``sf.Module``, ``sf.Equinox``)
+cannot be rebuilt from data, so its parameters are saved and ``sf.load(dir, model=...)`` takes
+the same model again (its parameter structure and shapes are checked against the file).
 
-Writes are atomic: the directory is written under a temporary name and renamed into place,
-so a crash mid-save never leaves a half-written model that loads.
+Writes are atomic: the directory is written under a temporary name beside the target and then
+swapped into place in one step (Linux ``renameat2(RENAME_EXCHANGE)``), so the path holds the old
+model or the new one at every instant; concurrent saves to one path take turns (a lock file).
 
 >>> import scanfit as sf, numpy as np, tempfile
 >>> d = sf.datasets.linear(n_train=200, seed=0)
->>> r = sf.fit(sf.Linear(), sf.Gaussian(), d.train.x, d.train.y, steps=50)
+>>> r = sf.fit(sf.Linear(), sf.Gaussian(), d.train.x, d.train.y, optimizer="gd", steps=50)
 >>> path = tempfile.mkdtemp() + "/model"
 >>> _ = r.save(path)
 >>> bool((sf.load(path).predict(d.valid.x) == r.predict(d.valid.x)).all())
@@ -26,12 +34,12 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -45,17 +53,11 @@ from ..engine.config import EarlyStopping, FitConfig
 from ..engine.outcome import Outcome, Status
 from ..likelihoods import Bernoulli, Categorical, Gaussian
 from ..models.core import MLP, Linear, as_model
+from . import model_files as files
+from .model_files import MAX_META_BYTES, META_FILE, PARAMS_FILE, ModelFileError
+from .model_schema import FORMAT, FORMAT_VERSION, Invalid, check_meta, check_params, leaf_names
 
 __all__ = ["save", "read", "info", "ModelFileError", "FORMAT_VERSION", "PARAMS_FILE", "META_FILE"]
-
-FORMAT = "scanfit-model"
-FORMAT_VERSION = 1
-PARAMS_FILE = "params.safetensors"
-META_FILE = "model.json"
-
-
-class ModelFileError(ValueError):
-    """A saved model is missing, truncated, corrupted, or from a newer format version."""
 
 
 # ---------------------------------------------------------------- parameter trees <-> flat arrays
@@ -90,12 +92,6 @@ def _unflatten(structure: Any, arrays: dict) -> Any:
     if "tuple" in structure:
         return tuple(_unflatten(v, arrays) for v in structure["tuple"])
     return arrays[structure["leaf"]]
-
-
-def _shapes(tree: Any) -> Any:
-    import jax
-
-    return jax.tree.map(lambda a: list(np.shape(a)), tree)
 
 
 # ---------------------------------------------------------------- JSON helpers
@@ -135,7 +131,8 @@ def _config_json(config) -> dict:
             "learning_rate": config.learning_rate, "steps": config.steps, "record_every": config.record_every,
             "restarts": config.restarts, "seed": config.seed, "dtype": config.dtype, "tol": config.tol,
             "early_stopping": None if es is None else {"monitor": es.monitor, "min_delta": es.min_delta,
-                                                        "patience": es.patience, "restore_best": es.restore_best}}
+                                                        "patience": es.patience, "restore_best": es.restore_best},
+            **({"standardize": config.standardize} if hasattr(config, "standardize") else {})}
 
 
 def _model_json(model) -> dict:
@@ -151,6 +148,35 @@ def _model_json(model) -> dict:
 
 # ---------------------------------------------------------------- save
 
+def _meta_text(meta: dict) -> str:
+    """``model.json``'s text with its ``digest``: the history on one line at the end (it can have many rows)."""
+    meta = json.loads(json.dumps(meta, allow_nan=False))  # plain JSON values, as a reader will see them
+    meta["digest"] = files.digest(meta)
+    history = meta.pop("history")
+    return json.dumps(meta, indent=1, allow_nan=False)[:-2] + ',\n "history": ' + \
+        json.dumps(history, separators=(",", ":"), allow_nan=False) + "\n}"
+
+
+def _self_check(path: Path, text: str, params: Any, model, likelihood, dtype: str, rows: int) -> None:
+    """Refuse to write what ``load`` would refuse (an ``extra`` that contradicts the model, NaN parameters)."""
+    if len(text) > MAX_META_BYTES:
+        raise ValueError(f"Cannot save to {str(path)!r}: {META_FILE} would have {len(text)} bytes, more than the "
+                         f"{MAX_META_BYTES} that load reads (the history has {rows} rows); fit with a larger "
+                         f"record_every.")
+    try:
+        meta = check_meta(files.parse_json(text.encode(), Invalid))
+        check_params(params, model, len(meta["feature_names"]), likelihood.n_outputs, dtype)
+    except Invalid as err:
+        raise ValueError(f"Cannot save to {str(path)!r}: {err}.") from None
+
+
+def _write(directory: Path, name: str, data: bytes) -> None:
+    with open(directory / name, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrite: bool = True,
          summary: str | None = None) -> Path:
     """Write ``result`` (a FitResult) to the directory ``path``; return the path.
@@ -162,26 +188,16 @@ def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrit
     ``scanfit summary`` can show it without the data. An existing saved model at ``path`` is
     replaced atomically; any other existing, non-empty directory is refused.
     """
-    import jax
-
     from importlib.metadata import version
 
-    __version__ = version("scanfit")
-
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise FileExistsError(f"Cannot save to {str(path)!r}: it is a file; give a directory path.")
-    if path.is_dir() and any(path.iterdir()) and not (path / META_FILE).exists():
-        raise FileExistsError(f"Cannot save to {str(path)!r}: it is a non-empty directory that is not a saved "
-                              f"scanfit model; choose a new or empty directory.")
-    if not overwrite and (path / META_FILE).exists():
-        raise FileExistsError(f"A saved model already exists at {str(path)!r}; pass overwrite=True to replace it.")
     from safetensors.numpy import save as st_save
 
+    path = Path(path)
     arrays: dict = {}
-    structure = _flatten(jax.device_get(result.params), "", arrays)
+    params = jax.device_get(result.params)
+    structure = _flatten(params, "", arrays)
     blob = st_save(arrays, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-    network = getattr(result.model, "name", None) in ("mlp", "module")
+    network = getattr(result.model, "name", None) in ("mlp", "module", "equinox")
     if summary is None and hasattr(result, "summary_text") and result.train is not None and not network:
         try:
             with warnings.catch_warnings():
@@ -193,7 +209,7 @@ def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrit
     n_valid = None if result.valid is None else int(np.shape(result.valid[0])[0])
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
-        "scanfit_version": __version__, "jax_version": jax.__version__,
+        "scanfit_version": version("scanfit"), "jax_version": jax.__version__,
         "model": _model_json(result.model), "likelihood": _clean(result.likelihood.spec()),
         "feature_names": list(result.feature_names), "config": _clean(_config_json(result.config)),
         "status": {"code": result.status.code, "steps": result.status.steps, "message": result.status.message,
@@ -201,91 +217,111 @@ def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrit
         "final": _clean(result.final), "seconds": result.seconds, "best_start": result.best_start,
         "n_train": n_train, "n_valid": n_valid,
         "restarts": _frame_to_json(result.restarts) if result.start_finals else None,
-        "history": _frame_to_json(result.history),
         "summary_text": summary, "params": {"structure": structure,
                                             "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)},
-        "extra": _clean(extra or {}),
+        "extra": _clean(extra or {}), "history": _frame_to_json(result.history),
     }
-    history = meta.pop("history")  # compact: one line for the history, which can have many rows
-    text = json.dumps(meta, indent=1, allow_nan=False)[:-2] + ',\n "history": ' + \
-        json.dumps(history, separators=(",", ":"), allow_nan=False) + "\n}"
+    text = _meta_text(meta)
+    _self_check(path, text, params, result.model, result.likelihood, result.config.dtype, len(result.history))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0700); a saved model is an ordinary directory
-        for name, data in ((PARAMS_FILE, blob), (META_FILE, text.encode())):
-            with open(tmp / name, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-            os.replace(path, old / "model")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
+    with files.locked(path):
+        files.remove_debris(path)
+        if path.exists() and not path.is_dir():
+            raise FileExistsError(f"Cannot save to {str(path)!r}: it is a file; give a directory path.")
+        if path.is_dir() and any(path.iterdir()) and not (path / META_FILE).exists():
+            raise FileExistsError(f"Cannot save to {str(path)!r}: it is a non-empty directory that is not a saved "
+                                  f"scanfit model; choose a new or empty directory.")
+        if not overwrite and (path / META_FILE).exists():
+            raise FileExistsError(f"A saved model already exists at {str(path)!r}; pass overwrite=True to replace it.")
+        tmp = files.new_dir(path)
+        try:
+            _write(tmp, PARAMS_FILE, blob)
+            _write(tmp, META_FILE, text.encode())
+            files.fsync_dir(tmp)
+            files.replace_dir(tmp, path)  # afterwards tmp holds the previous model, if there was one
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
 # ---------------------------------------------------------------- load
 
+def _meta(d: files.ModelDir) -> dict:
+    """The checked ``model.json`` of the opened directory ``d``."""
+    blob = d.read(META_FILE, MAX_META_BYTES, f"{d.where!r} is not a saved scanfit model: {META_FILE} is missing. "
+                                              f"Give the directory that result.save() wrote.")
+    meta = files.parse_json(blob, d.fail)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{str(d.path / META_FILE)!r} is not a scanfit model file (format "
+                             f"{_short(meta.get('format') if isinstance(meta, dict) else None)}, expected {FORMAT!r}).")
+    version = meta.get("format_version")
+    if type(version) is int and version > FORMAT_VERSION:
+        raise ModelFileError(f"The saved model at {d.where!r} has format version {version!r}, newer than this "
+                             f"scanfit reads (version {FORMAT_VERSION}); it was written by scanfit "
+                             f"{str(meta.get('scanfit_version'))[:40]}. Upgrade scanfit (pip install -U scanfit) to load it.")
+    if type(version) is not int or version < 1:
+        raise d.fail(f"{META_FILE} has format version {_short(version)}, which no scanfit writes (versions are "
+                     f"1..{FORMAT_VERSION}); the file was edited or corrupted")
+    if version >= 2 and meta.get("digest") != files.digest(meta):
+        raise d.fail(f"{META_FILE} was modified after saving: its content does not match the SHA-256 recorded in "
+                     f"it when it was saved (\"digest\"), so its feature names, classes or settings cannot be trusted")
+    try:
+        return check_meta(meta)
+    except Invalid as err:
+        raise d.fail(f"in {META_FILE}, {err}") from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def info(path: str | os.PathLike) -> dict:
     """The checked metadata (``model.json``) of a saved model, without loading its parameters."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"No saved model at {str(path)!r}: the directory does not exist. "
-                             f"Save one with result.save({str(path)!r}) or `scanfit fit ... --out DIR`.")
-    meta_file = path / META_FILE
-    if not path.is_dir() or not meta_file.exists():
-        raise ModelFileError(f"{str(path)!r} is not a saved scanfit model: {META_FILE} is missing. "
-                             f"Give the directory that result.save() wrote.")
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ModelFileError(f"The saved model at {str(path)!r} is corrupted or truncated: {META_FILE} is not "
-                             f"valid JSON ({err}). Save the model again.") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFileError(f"{str(meta_file)!r} is not a scanfit model file (format "
-                             f"{meta.get('format') if isinstance(meta, dict) else None!r}, expected {FORMAT!r}).")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise ModelFileError(f"The saved model at {str(path)!r} has format version {version!r}, newer than this "
-                             f"scanfit reads (version {FORMAT_VERSION}); it was written by scanfit "
-                             f"{meta.get('scanfit_version')}. Upgrade scanfit (pip install -U scanfit) to load it.")
-    missing = [k for k in ("model", "likelihood", "feature_names", "config", "params", "history", "status") if k not in meta]
-    if missing:
-        raise ModelFileError(f"The saved model at {str(path)!r} is corrupted: {META_FILE} lacks {missing}. Save it again.")
-    return meta
+    with files.ModelDir(path) as d:
+        return _meta(d)
 
 
-def _read_params(path: Path, meta: dict) -> Any:
+def _read_files(path: Path) -> tuple[dict, bytes]:
+    """``model.json`` (checked) and the parameter file's bytes, both from one directory: a save that
+    replaces the directory while they are read makes this read again (the new model)."""
+    for attempt in range(3):
+        with files.ModelDir(path) as d:
+            try:
+                meta = _meta(d)
+                blob = d.read(PARAMS_FILE, meta["params"]["bytes"], f"The saved model at {d.where!r} is incomplete: "
+                                                                    f"{PARAMS_FILE} is missing. Save it again.")
+            except files.Missing:
+                if attempt < 2 and d.replaced():
+                    continue
+                raise
+            want = meta["params"]
+            if len(blob) != want["bytes"] or hashlib.sha256(blob).hexdigest() != want["sha256"]:
+                what = "truncated" if len(blob) < want["bytes"] else "corrupted"
+                raise ModelFileError(f"The saved model at {d.where!r} is {what}: {PARAMS_FILE} has {len(blob)} bytes "
+                                     f"whose checksum does not match the one recorded at save time ({want['bytes']} "
+                                     f"bytes). Save the model again.")
+            return meta, blob
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _read_params(where: str, meta: dict, blob: bytes) -> Any:
     from safetensors.numpy import load as st_load
 
-    file = path / PARAMS_FILE
-    if not file.exists():
-        raise ModelFileError(f"The saved model at {str(path)!r} is incomplete: {PARAMS_FILE} is missing. Save it again.")
-    blob = file.read_bytes()
-    want = meta["params"]
-    if len(blob) != want.get("bytes") or hashlib.sha256(blob).hexdigest() != want.get("sha256"):
-        what = "truncated" if len(blob) < (want.get("bytes") or 0) else "corrupted"
-        raise ModelFileError(f"The saved model at {str(path)!r} is {what}: {PARAMS_FILE} has {len(blob)} bytes whose "
-                             f"checksum does not match the one recorded at save time ({want.get('bytes')} bytes). "
-                             f"Save the model again.")
     try:
         arrays = st_load(blob)
-        return _unflatten(want["structure"], arrays)
     except Exception as err:
-        raise ModelFileError(f"The saved model at {str(path)!r} is corrupted: cannot read {PARAMS_FILE} ({err}).") from None
+        raise ModelFileError(f"The saved model at {where!r} is corrupted: cannot read {PARAMS_FILE} ({err}). "
+                             f"Save the model again.") from None
+    names = sorted(leaf_names(meta["params"]["structure"]))
+    if sorted(arrays) != names:
+        raise ModelFileError(f"The saved model at {where!r} is corrupted: {PARAMS_FILE} holds the arrays "
+                             f"{_short(sorted(arrays))} but {META_FILE} names {_short(names)}. Save the model again.")
+    return _unflatten(meta["params"]["structure"], arrays)
 
 
 def _rebuild_model(spec: dict, model: Any):
-    name = spec.get("name")
+    name = spec["name"]
     if model is not None:
         model = as_model(model)
         if model.name != name:
@@ -296,58 +332,65 @@ def _rebuild_model(spec: dict, model: Any):
     if name == "mlp":
         return MLP(hidden=tuple(spec["hidden"]), activation=spec["activation"], init_scale=spec["init_scale"])
     if name == "function":
-        raise ValueError(f"This saved model is a user function ({spec.get('function', '?')}); its code is not saved. "
+        raise ValueError(f"This saved model is a user function ({spec['function']}); its code is not saved. "
                          f"Pass the same function: sf.load(path, model=sf.Function(predict, params=...)).")
     if name == "module":
-        raise ValueError(f"This saved model is a flax NNX module ({spec.get('class', '?')}); its code is not saved. "
+        raise ValueError(f"This saved model is a flax NNX module ({spec['class']}); its code is not saved. "
                          f"Pass the same module: sf.load(path, model=sf.Module(make)).")
-    raise ModelFileError(f"Unknown model {name!r} in the saved file; it was written by another scanfit version.")
+    raise ValueError("This saved model is an equinox module; its code is not saved. "
+                     "Pass the same module: sf.load(path, model=sf.Equinox(make)).")
 
 
 def _rebuild_likelihood(spec: dict):
     kinds = {"gaussian": Gaussian, "bernoulli": Bernoulli, "categorical": Categorical}
-    if spec.get("name") not in kinds:
-        raise ModelFileError(f"Unknown likelihood {spec.get('name')!r} in the saved file.")
     return kinds[spec["name"]](**{k: v for k, v in spec.items() if k != "name"})
+
+
+def _config(c: dict) -> FitConfig:
+    known = {f.name for f in dataclasses.fields(FitConfig)}
+    es = c["early_stopping"]
+    return FitConfig(**{k: v for k, v in c.items() if k in known and k != "early_stopping"},
+                     early_stopping=None if es is None else EarlyStopping(**es))
 
 
 def read(path: str | os.PathLike, *, model: Any = None) -> Outcome:
     """Read a model saved with ``result.save(path)``: the record that ``sf.load`` turns into a FitResult.
 
-    ``model`` is needed only for user models (``sf.Function``, ``sf.Module``), whose code is not
-    saved: pass the same model again. The loaded result holds no training data, and of several
-    starts only the kept one's parameters and history (``result.restarts`` lists them all).
+    ``model`` is needed only for user models (``sf.Function``, ``sf.Module``, ``sf.Equinox``),
+    whose code is not saved: pass the same model again. The loaded result holds no training data,
+    and of several starts only the kept one's parameters and history (``result.restarts`` lists
+    them all).
     """
-    path = Path(path)
-    meta = info(path)
-    params = _read_params(path, meta)
+    where = str(path)
+    meta, blob = _read_files(Path(path))
+    params = _read_params(where, meta, blob)
     fitted_model = _rebuild_model(meta["model"], model)
     likelihood = _rebuild_likelihood(meta["likelihood"])
-    if meta["model"]["name"] in ("function", "module"):
-        names = meta["feature_names"]
-        expected = _shapes(fitted_model.init(jax.random.key(0), len(names), likelihood.n_outputs))
-        if _shapes(params) != expected:
-            raise ValueError(f"The 'model' parameter of load does not match the saved parameters: the file holds "
-                             f"{_shapes(params)} but the model builds {expected}. Pass the model that was fitted.")
-    c = dict(meta["config"])
-    es = c.pop("early_stopping")
-    c.pop("custom_optimizer", None)
-    config = FitConfig(**c, early_stopping=None if es is None else EarlyStopping(**es))
+    try:
+        check_params(params, fitted_model, len(meta["feature_names"]), likelihood.n_outputs, meta["config"]["dtype"])
+    except Invalid as err:
+        raise ModelFileError(f"The saved model at {where!r} is not usable: {err}. {files.SAVE_AGAIN}") from None
+    try:
+        config = _config(meta["config"])
+        history = _frame_from_json(meta["history"])
+        table = None if meta["restarts"] is None else _frame_from_json(meta["restarts"])
+        stat_cols = [] if table is None else [c for c in table.columns if c not in ("start", "steps", "status", "chosen")]
+        restart_finals = [] if table is None else [{k: float(row[k]) for k in stat_cols} for _, row in table.iterrows()]
+    except (ValueError, TypeError, OverflowError) as err:
+        raise ModelFileError(f"The saved model at {where!r} is not usable: {META_FILE} holds a value that cannot be "
+                             f"used ({err}). {files.SAVE_AGAIN}") from None
     st = meta["status"]
-    status = Status(st["code"], st["steps"], st["message"], st.get("step"))
-    final = {k: (np.nan if v is None else v) for k, v in (meta.get("final") or {}).items()}
+    status = Status(st["code"], st["steps"], st["message"], st["step"])
+    final = {k: (np.nan if v is None else v) for k, v in meta["final"].items()}
     starts, finals = [status], [final]
-    if meta.get("restarts"):
-        table = _frame_from_json(meta["restarts"])
-        stat_cols = [col for col in table.columns if col not in ("start", "steps", "status", "chosen")]
-        finals = [{k: float(row[k]) for k in stat_cols} for _, row in table.iterrows()]
+    if table is not None:
+        finals = restart_finals
         starts = [status if bool(row["chosen"]) else Status(row["status"], int(row["steps"]), "(from a saved model)")
                   for _, row in table.iterrows()]
-    history = _frame_from_json(meta["history"])
-    best = int(meta.get("best_start", 0))
+    best = meta["best_start"]
     return Outcome(model=fitted_model, likelihood=likelihood, config=config, params=params, history=history,
-                     status=status, feature_names=tuple(meta["feature_names"]), final=final,
-                     seconds=float(meta.get("seconds") or 0.0), best_start=best,
-                     start_histories=[history if i == best else None for i in range(len(starts))],
-                     start_params=[params if i == best else None for i in range(len(starts))],
-                     start_statuses=starts, start_finals=finals, train=None, valid=None)
+                   status=status, feature_names=tuple(meta["feature_names"]), final=final,
+                   seconds=float(meta["seconds"] or 0.0), best_start=best,
+                   start_histories=[history if i == best else None for i in range(len(starts))],
+                   start_params=[params if i == best else None for i in range(len(starts))],
+                   start_statuses=starts, start_finals=finals, train=None, valid=None)
