@@ -6,6 +6,15 @@ The one kernel today is the Bernoulli pass (``bernoulli.cc``): objective, counts
 weights in one loop over the observations. The library is cached in ``$SCANFIT_CACHE`` (default
 ``~/.cache/scanfit``) under a name that hashes the source, the flags, the compiler and the CPU.
 
+Only a library that scanfit built is loaded. The cache directory must be this user's and closed
+to others (it is created 0700, an own directory open to reading is tightened to 0700, one that
+others may write to or that another user owns is refused: the pure-JAX kernels are used and
+``status()`` says why). Each library is compiled in a private temporary directory, renamed into
+place, and its SHA-256 is written next to it (``bernoulli-<key>.so.sha256``, also atomically).
+Before a cached library is loaded its bytes are read through one open descriptor and hashed; a
+missing or different digest means rebuild, never load, and the descriptor that was hashed is the
+one that is loaded (``/proc/self/fd/N`` on Linux), so a file swapped in meanwhile is not.
+
 >>> from scanfit.likelihoods import native
 >>> native.status()  # doctest: +SKIP
 'compiled: /root/.cache/scanfit/bernoulli-....so'
@@ -19,6 +28,7 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -34,7 +44,8 @@ FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-w", "-fno-math-errno", "-fas
          "-fno-signed-zeros", "-fno-trapping-math"]
 NATIVE_FLAGS = ["-march=native", "-mprefer-vector-width=512"]
 _STATUS = ["not built yet"]
-_REGISTERED: dict[str, str] = {}  # target -> library path (XLA keeps a target once registered)
+_REGISTERED: dict[str, str] = {}  # target -> its status line (XLA keeps a target once registered)
+MAX_LIBRARY_BYTES = 64 << 20
 
 
 def status() -> str:
@@ -50,19 +61,128 @@ def _cpu_signature() -> str:
         return platform.processor()
 
 
-def _compile(compiler: str, out: Path) -> None:
+def _cache_dir() -> Path:
+    """The cache directory, created private (0700); refused unless it is this user's and closed to others."""
+    cache = Path(os.environ.get("SCANFIT_CACHE") or Path.home() / ".cache" / "scanfit")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.mkdir(cache, 0o700)
+    except FileExistsError:
+        pass
+    st = os.stat(cache)
+    if not stat.S_ISDIR(st.st_mode):
+        raise RuntimeError(f"the cache {str(cache)!r} is not a directory; remove it or set SCANFIT_CACHE")
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise RuntimeError(f"the cache directory {str(cache)!r} belongs to user id {st.st_uid}, not to you; "
+                           f"set SCANFIT_CACHE to a directory of your own")
+    if st.st_mode & 0o022:
+        raise RuntimeError(f"the cache directory {str(cache)!r} can be written by other users (mode "
+                           f"{stat.S_IMODE(st.st_mode):o}), so a library there may not be scanfit's; remove it "
+                           f"(scanfit recreates it private) or set SCANFIT_CACHE")
+    if st.st_mode & 0o077:
+        os.chmod(cache, 0o700)
+    return cache
+
+
+def _owned_file(fd: int, limit: int) -> os.stat_result | None:
+    """The stat of an open file if it is a regular file of this user, closed to writers, at most ``limit`` bytes."""
+    st = os.fstat(fd)
+    mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    return st if stat.S_ISREG(st.st_mode) and mine and not st.st_mode & 0o022 and st.st_size <= limit else None
+
+
+def _open_verified(path: Path, want: str | None) -> int | None:
+    """An open descriptor of the library at ``path`` whose SHA-256 is ``want``; None if it is absent,
+    not this user's regular file, or has other bytes (then it must be rebuilt, never loaded)."""
+    if want is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    digest = hashlib.sha256()
+    try:
+        if _owned_file(fd, MAX_LIBRARY_BYTES) is not None:
+            while chunk := os.read(fd, 1 << 20):
+                digest.update(chunk)
+            if digest.hexdigest() == want:
+                return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _recorded_digest(sidecar: Path) -> str | None:
+    """The digest recorded when the library was built, or None (absent, not ours, or malformed)."""
+    try:
+        fd = os.open(sidecar, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        text = os.read(fd, 129).decode("ascii", "replace").strip() if _owned_file(fd, 128) is not None else ""
+    finally:
+        os.close(fd)
+    return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
+
+
+def _compile(compiler: str, target: Path) -> None:
     include = jax.ffi.include_dir()
     errors = []
     for extra in (NATIVE_FLAGS, []):  # a compiler without -march=native still builds a portable kernel
-        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-            target = Path(tmp) / out.name
-            cmd = [compiler, *FLAGS, *extra, f"-I{include}", str(SOURCE), "-o", str(target)]
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-            if done.returncode == 0:
-                os.replace(target, out)  # atomic: a parallel process sees the old name or the whole file
-                return
-            errors.append(done.stderr.strip()[-500:])
+        cmd = [compiler, *FLAGS, *extra, f"-I{include}", str(SOURCE), "-o", str(target)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        if done.returncode == 0:
+            return
+        errors.append(done.stderr.strip()[-500:])
     raise RuntimeError(f"{compiler} failed: {errors[-1]}")
+
+
+def _build(compiler: str, lib_path: Path) -> int:
+    """Compile into a private temporary directory, open and hash the result, then rename it into
+    place and record its digest beside it (both renames atomic); the open descriptor is returned,
+    so what is loaded is what was built even if another process replaces the file meanwhile."""
+    sidecar = lib_path.with_name(lib_path.name + ".sha256")
+    with tempfile.TemporaryDirectory(dir=lib_path.parent) as tmp:  # mkdtemp: mode 0700
+        target = Path(tmp) / lib_path.name
+        _compile(compiler, target)
+        os.chmod(target, 0o700)
+        digest = hashlib.sha256(target.read_bytes()).hexdigest()
+        fd = _open_verified(target, digest)
+        if fd is None:  # pragma: no cover - only if the private directory was tampered with
+            raise RuntimeError(f"the library just built in {tmp!r} changed before it was loaded")
+        try:
+            (Path(tmp) / "digest").write_text(digest + "\n")
+            os.replace(target, lib_path)  # atomic: a parallel process sees the old file or the whole new one
+            os.replace(Path(tmp) / "digest", sidecar)
+        except BaseException:
+            os.close(fd)
+            raise
+    return fd
+
+
+def _key(compiler: str) -> str:
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
+    return hashlib.sha256("\n".join([SOURCE.read_text(), " ".join(FLAGS + NATIVE_FLAGS), version,
+                                     _cpu_signature(), jax.__version__]).encode()).hexdigest()[:16]
+
+
+def load_library(compiler: str) -> tuple[ctypes.CDLL, Path, bool]:
+    """The kernel library for this source, flags, compiler and CPU: ``(library, path, built)``.
+
+    Loaded from the cache only when its bytes match the digest recorded when scanfit built it;
+    otherwise (absent, planted, altered, half-written) it is built again and the new build is loaded.
+    """
+    lib_path = _cache_dir() / f"bernoulli-{_key(compiler)}.so"
+    fd = _open_verified(lib_path, _recorded_digest(lib_path.with_name(lib_path.name + ".sha256")))
+    built = fd is None
+    if built:
+        fd = _build(compiler, lib_path)
+    try:
+        by_fd = f"/proc/self/fd/{fd}"
+        return ctypes.CDLL(by_fd if os.path.exists(by_fd) else str(lib_path)), lib_path, built
+    finally:
+        os.close(fd)
 
 
 @functools.lru_cache(maxsize=1)
@@ -71,26 +191,18 @@ def bernoulli_target() -> bool:
     if os.environ.get("SCANFIT_NATIVE", "1") == "0":
         _STATUS[0] = "disabled by SCANFIT_NATIVE=0"
         return False
+    if TARGET in _REGISTERED:  # XLA keeps a registered target for the life of the process
+        _STATUS[0] = _REGISTERED[TARGET]
+        return True
     compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
     if compiler is None:
         _STATUS[0] = "no C++ compiler found (set CXX); using the pure-JAX kernels"
         return False
     try:
-        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
-        key = hashlib.sha256("\n".join([SOURCE.read_text(), " ".join(FLAGS + NATIVE_FLAGS), version,
-                                        _cpu_signature(), jax.__version__]).encode()).hexdigest()[:16]
-        cache = Path(os.environ.get("SCANFIT_CACHE") or Path.home() / ".cache" / "scanfit")
-        cache.mkdir(parents=True, exist_ok=True)
-        lib_path = cache / f"bernoulli-{key}.so"
-        built = not lib_path.exists()
-        if built:
-            _compile(compiler, lib_path)
-        if TARGET not in _REGISTERED:
-            lib = ctypes.cdll.LoadLibrary(str(lib_path))
-            jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.scanfit_bernoulli_pass), platform="cpu")
-            _REGISTERED[TARGET] = str(lib_path)
+        lib, lib_path, built = load_library(compiler)
+        jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(lib.scanfit_bernoulli_pass), platform="cpu")
     except Exception as err:  # any failure leaves the pure-JAX path, which gives the same numbers
         _STATUS[0] = f"not available ({type(err).__name__}: {err}); using the pure-JAX kernels"
         return False
-    _STATUS[0] = f"{'compiled' if built else 'cached'}: {lib_path}"
+    _STATUS[0] = _REGISTERED[TARGET] = f"{'compiled' if built else 'cached'}: {lib_path}"
     return True
