@@ -287,3 +287,9 @@ def test_save_refuses_what_load_would_refuse(tmp_path, fitted):
     with pytest.raises(ValueError, match=r"Cannot save to .*: parameter \['beta1'\] .* holds NaN"):
         bad.save(tmp_path / "n", summary="")
     assert not (tmp_path / "n").exists()
+
+
+def test_read_with_info_gives_the_parameters_and_metadata_of_one_model(saved, fitted):
+    outcome, meta = persist.read_with_info(saved)
+    assert meta == persist.info(saved) and meta["extra"]["classes"] == ["no", "yes"]
+    np.testing.assert_array_equal(outcome.params["beta1"], fitted.params["beta1"])

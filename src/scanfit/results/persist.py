@@ -57,7 +57,7 @@ from . import model_files as files
 from .model_files import MAX_META_BYTES, META_FILE, PARAMS_FILE, ModelFileError
 from .model_schema import FORMAT, FORMAT_VERSION, Invalid, check_meta, check_params, leaf_names
 
-__all__ = ["save", "read", "info", "ModelFileError", "FORMAT_VERSION", "PARAMS_FILE", "META_FILE"]
+__all__ = ["save", "read", "read_with_info", "info", "ModelFileError", "FORMAT_VERSION", "PARAMS_FILE", "META_FILE"]
 
 
 # ---------------------------------------------------------------- parameter trees <-> flat arrays
@@ -361,6 +361,13 @@ def read(path: str | os.PathLike, *, model: Any = None) -> Outcome:
     and of several starts only the kept one's parameters and history (``result.restarts`` lists
     them all).
     """
+    return read_with_info(path, model=model)[0]
+
+
+def read_with_info(path: str | os.PathLike, *, model: Any = None) -> tuple[Outcome, dict]:
+    """:func:`read` and :func:`info` of one and the same saved model (``info`` then ``read`` could
+    see two models if a save replaced the directory between them: the classes of one, the
+    parameters of the other)."""
     where = str(path)
     meta, blob = _read_files(Path(path))
     params = _read_params(where, meta, blob)
@@ -393,4 +400,4 @@ def read(path: str | os.PathLike, *, model: Any = None) -> Outcome:
                    seconds=float(meta["seconds"] or 0.0), best_start=best,
                    start_histories=[history if i == best else None for i in range(len(starts))],
                    start_params=[params if i == best else None for i in range(len(starts))],
-                   start_statuses=starts, start_finals=finals, train=None, valid=None)
+                   start_statuses=starts, start_finals=finals, train=None, valid=None), meta
