@@ -14,7 +14,8 @@ def hill():
 @functools.cache
 def linear():
     d = sf.datasets.linear(n_train=300, n_valid=50, seed=0)
-    return d, sf.fit(sf.Linear(), sf.Gaussian(), d.train.x, d.train.y, valid=(d.valid.x, d.valid.y), steps=60)
+    return d, sf.fit(sf.Linear(), sf.Gaussian(), d.train.x, d.train.y, valid=(d.valid.x, d.valid.y),
+                     optimizer="gd", steps=60)
 
 
 @functools.cache
@@ -24,4 +25,5 @@ def mlp():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return sf.fit(sf.MLP(hidden=3, activation="tanh"), sf.Bernoulli(), d.train.x, d.train.y,
-                      valid=(d.valid.x, d.valid.y), steps=60, restarts=3, dtype="float64", learning_rate=1.0)
+                      valid=(d.valid.x, d.valid.y), steps=60, restarts=3, dtype="float64", optimizer="gd",
+                      learning_rate=1.0)

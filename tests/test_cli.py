@@ -40,7 +40,7 @@ def fitted(buy_csv, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(engine, "_progress_bar", lambda progress, total: bars.append((progress, total)) or real(progress, total))
         result = invoke("fit", buy_csv, "--target", "buy", "--optimizer", "gd", "--learning-rate", "1.0",
-                        "--steps", "200", "--out", out)
+                        "--steps", "200", "--valid-fraction", "0.2", "--out", out)
     return result, out, bars
 
 

@@ -116,11 +116,13 @@ def test_dataframe_columns_name_the_coefficients():
 def test_divergence_is_reported_with_its_step():
     x, ys = small()
     with pytest.warns(sf.FitWarning, match=r"diverged.*at step \d+.*smaller learning_rate"):
-        r = sf.fit(sf.Linear(), sf.Gaussian(), x * 100, ys["gaussian"], learning_rate=10.0, steps=200)
+        r = sf.fit(sf.Linear(), sf.Gaussian(), x * 100, ys["gaussian"], optimizer="gd", learning_rate=10.0, steps=200,
+                   standardize=False)
     assert r.status.code == "diverged" and r.status.step is not None
     assert all(np.isfinite(v).all() for v in r.params.values())
     with pytest.raises(sf.FitError, match="diverged"):
-        sf.fit(sf.Linear(), sf.Gaussian(), x * 100, ys["gaussian"], learning_rate=10.0, steps=200, throw=True)
+        sf.fit(sf.Linear(), sf.Gaussian(), x * 100, ys["gaussian"], optimizer="gd", learning_rate=10.0, steps=200,
+               standardize=False, throw=True)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -128,7 +130,7 @@ def test_divergence_is_reported_with_its_step():
     (dict(learning_rate=-0.1), "'learning_rate' parameter of fit must be a float > 0. Got -0.1"),
     (dict(optimizer="adamm"), r"'optimizer' parameter must be one of \['gd', 'sgd', 'adam'.*Got 'adamm'"),
     (dict(steps=10, record_every=3), "multiple of record_every"),
-    (dict(dtype="float16"), "'dtype' parameter of fit must be 'float32' or 'float64'"),
+    (dict(dtype="float16"), "'dtype' parameter of fit must be 'auto', 'float32' or 'float64'"),
 ])
 def test_bad_options(kwargs, match):
     x, ys = small()

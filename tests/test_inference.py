@@ -92,19 +92,22 @@ def test_logit_matches_statsmodels(case):
     assert s.attrs["note"] == ""  # a converged float64 Newton fit is already the maximum
 
 
-def test_logit_refines_a_float32_fit():
+def test_an_unfinished_float32_fit_warns_and_refine_reaches_the_maximum():
     x, y = logit_cases()["hyperplane"]
     r = sf.fit(sf.Linear(), sf.Bernoulli(), x, y, optimizer="newton", dtype="float32", steps=64)
     # an unfinished float32 fit (the program is test_second_order's float32 Newton: no new compilation)
     r = dataclasses.replace(r, params={"beta0": r.params["beta0"] + np.float32(0.05),
                                        "beta1": r.params["beta1"] * np.float32(0.9)})
     ref = sm.Logit(y.astype(float), sm.add_constant(x)).fit(disp=0, tol=1e-12)
-    s = r.summary()
-    assert "refined" in s.attrs["note"] and "refined" in r.summary_text()
-    assert rel(s["estimate"], ref.params) < 1e-5 and rel(s["std_err"], ref.bse) < 1e-5
-    with pytest.warns(sf.FitWarning, match="float32 and refine=False"):
-        kept = r.summary(refine=False)
-    np.testing.assert_allclose(kept["estimate"].iloc[1:], r.params["beta1"], rtol=1e-6)
+    with pytest.warns(sf.FitWarning, match=r"not the maximum-likelihood estimate.*refine\(\)"):
+        s = r.summary()
+    assert "not the maximum" in s.attrs["note"] and "not the maximum" in r.summary_text()
+    np.testing.assert_array_equal(s["estimate"].iloc[1:], r.params["beta1"])  # one set of parameters
+    assert s.attrs["gradient_norm"] > 1e-3
+    better = r.refine()
+    assert better.config.dtype == "float64" and better.status.code == "converged"
+    s2 = better.summary()
+    assert rel(s2["estimate"], ref.params) < 1e-6 and rel(s2["std_err"], ref.bse) < 1e-5
 
 
 def mnlogit_cases():

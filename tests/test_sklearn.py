@@ -28,7 +28,7 @@ def expected_failed_checks(estimator) -> dict:
 # suite for a classifier and a regressor; every check (API + legacy: training quality, dtypes, NaN/inf, pickling, subset invariance,
 # string classes, ...) runs in the slow tier, which CI runs. All of them pass.
 CHECKED = [LinearRegression(steps=20), LogisticRegression(steps=20),
-           MLPClassifier(hidden=8, steps=20, learning_rate=0.05), MLPRegressor(hidden=8, steps=20, learning_rate=0.05)]
+           MLPClassifier(steps=50), MLPRegressor(steps=50)]  # the MLPs with default hidden sizes and options
 QUICK = [LogisticRegression(optimizer="adam", learning_rate=0.2, steps=20), CHECKED[3]]
 
 

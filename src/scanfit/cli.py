@@ -10,6 +10,7 @@ JAX and the rest of scanfit are imported inside the commands, so ``scanfit --hel
 
 from __future__ import annotations
 
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -39,6 +40,7 @@ class Activation(str, Enum):
 
 
 class Optimizer(str, Enum):
+    auto = "auto"
     gd = "gd"
     sgd = "sgd"
     adam = "adam"
@@ -49,7 +51,13 @@ class Optimizer(str, Enum):
     lbfgs = "lbfgs"
 
 
-USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError)
+class Dtype(str, Enum):
+    auto = "auto"
+    float32 = "float32"
+    float64 = "float64"
+
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError, TimeoutError)
 
 
 def _console(stderr: bool = False):
@@ -144,13 +152,21 @@ def fit(
     = Activation.sigmoid,
     likelihood: Annotated[Optional[LikelihoodKind], typer.Option(
         help="Default from the target: two values bernoulli, 3-20 classes categorical, else gaussian.")] = None,
-    optimizer: Annotated[Optimizer, typer.Option(help="Optimizer: gd (plain gradient steps) or an optax name.")]
-    = Optimizer.rmsprop,
+    optimizer: Annotated[Optimizer, typer.Option(help="auto: newton for --model linear (the maximum-likelihood "
+                                                      "estimate), adam for mlp; gd (plain gradient steps), an optax "
+                                                      "name, newton or lbfgs.")]
+    = Optimizer.auto,
     learning_rate: Annotated[Optional[float], typer.Option(help="Step size (default 0.1 for gd, 0.01 otherwise).")]
     = None,
-    steps: Annotated[int, typer.Option(help="Number of optimizer steps.")] = 2000,
+    steps: Annotated[int, typer.Option(help="Number of optimizer steps (the most for newton and lbfgs).")] = 2000,
     restarts: Annotated[int, typer.Option(help="Independent starts run together; the best is kept.")] = 1,
-    valid_fraction: Annotated[float, typer.Option(help="Share of rows held out for validation.")] = 0.2,
+    valid_fraction: Annotated[Optional[float], typer.Option(
+        help="Share of rows held out for validation. Default: 0 for --model linear (estimates from all rows, as "
+             "statsmodels), 0.2 for mlp.")] = None,
+    standardize: Annotated[Optional[bool], typer.Option(
+        "--standardize/--no-standardize", help="Fit on standardized columns (results stay on the table's scale). "
+                                                "Default: on.")] = None,
+    dtype: Annotated[Dtype, typer.Option(help="auto: float64 for newton and lbfgs, float32 otherwise.")] = Dtype.auto,
     seed: Annotated[int, typer.Option(help="Seed for the split and the starting parameters.")] = 0,
     out: Annotated[Path, typer.Option(help="Directory for the saved model, history.csv, plots and report.html.")]
     = Path("scanfit-fit"),
@@ -172,11 +188,23 @@ def fit(
         lik = None if likelihood is None else likelihood.value
         if target in frame.columns:
             con.print(f"Likelihood: {tables.encode_target(frame[target], lik).reason}", markup=False)
-        result, tgt, xt, yt = tables.fit_table(
-            frame, target=target, features_=feature_list, model=mdl, likelihood=lik, valid_fraction=valid_fraction,
-            seed=seed, optimizer=optimizer.value, learning_rate=learning_rate, steps=steps, restarts=restarts,
-            progress=progress)
-        con.print(f"Status: {result.status}")
+        if valid_fraction is None:
+            valid_fraction = 0.0 if model is ModelKind.linear else 0.2
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", sf.FitWarning)
+            result, tgt, xt, yt = tables.fit_table(
+                frame, target=target, features_=feature_list, model=mdl, likelihood=lik,
+                valid_fraction=valid_fraction, seed=seed, optimizer=optimizer.value, learning_rate=learning_rate,
+                steps=steps, restarts=restarts, progress=progress, standardize=standardize, dtype=dtype.value)
+        n_valid = 0 if result.valid is None else len(result.valid[1])
+        con.print(f"Rows: {len(yt)} gave the estimates" + (f", {n_valid} held out for validation." if n_valid else
+                  " (all rows; --valid-fraction 0.2 holds some out)."), markup=False)
+        con.print(f"Fit: {result.config.optimizer}, {result.config.dtype}"
+                  f"{', standardized columns' if result.design.standardized else ''}.", markup=False)
+        con.print(f"Status: {result.status}", markup=False)
+        for w in caught:
+            if issubclass(w.category, sf.FitWarning) and str(w.message) not in str(result.status):
+                _console(stderr=True).print(f"Warning: {w.message}", markup=False)
         con.print(_rich_table(tables.final_table(result.final), "Final statistics"))
         summary_text = report.summary_or_reason(result)
         if summary_text:
@@ -197,12 +225,12 @@ def predict(
     """Predict for each row of a table: the mean, or class probabilities and the most likely class."""
     from . import tables
     from .results import persist
-    from .results.result import load
+    from .results.result import FitResult
 
     try:
         model_dir = _model_path(model_dir)
-        meta = persist.info(model_dir)
-        result = load(model_dir)
+        outcome, meta = persist.read_with_info(model_dir)  # one read: classes and parameters of one save
+        result = FitResult.of(outcome)
         frame = tables.read(table)
         pred = tables.predict_table(result, frame, (meta.get("extra") or {}).get("classes"))
     except USER_ERRORS as err:

@@ -42,9 +42,11 @@ class Experiment:
     needs: str | None = None  # an optional package (flax)
 
     def options(self, quick: bool) -> dict:
-        """Fit options; ``quick`` keeps the steps (so the answers stay right) but runs at most 2 starts."""
+        """Fit options; ``quick`` keeps the steps (so the answers stay right) but runs at most 2 starts.
+        The notebook's settings are explicit: raw columns (``standardize=False``) and float32."""
         return {"optimizer": self.optimizer, "learning_rate": self.learning_rate, "steps": self.steps,
-                "restarts": min(self.restarts, 2) if quick else self.restarts}
+                "restarts": min(self.restarts, 2) if quick else self.restarts,
+                "standardize": False, "dtype": "float32"}  # the notebook's raw columns and precision
 
 
 @dataclass

@@ -14,8 +14,9 @@ MLPClassifier     ``sf.MLP(hidden, activation)`` same as LogisticRegression
 MLPRegressor      ``sf.MLP(hidden, activation)`` ``sf.Gaussian()``
 ================  ===========================  ====================================
 
-The fits are unpenalized maximum likelihood (no ``C`` or ``alpha``), full batch. Gradient
-methods like standardized inputs: put a ``StandardScaler`` in front.
+The fits are unpenalized maximum likelihood (no ``C`` or ``alpha``), full batch. The columns are
+standardized inside the fit (``standardize=None``) and the coefficients reported on the data's
+scale, so no ``StandardScaler`` is needed (one in front does no harm).
 
 >>> from sklearn.datasets import load_iris
 >>> from sklearn.pipeline import make_pipeline
@@ -84,7 +85,7 @@ class _ScanfitEstimator(BaseEstimator):
                             f"Got {es!r} instead.")
         return FitConfig(optimizer=self.optimizer, learning_rate=self.learning_rate, steps=self.steps,
                          record_every=self.record_every, restarts=self.restarts, seed=self.seed,
-                         early_stopping=es, dtype=self.dtype, tol=self.tol)
+                         early_stopping=es, dtype=self.dtype, tol=self.tol, standardize=self.standardize)
 
     def _model(self):
         return _LINEAR
@@ -132,8 +133,9 @@ _FIT_DOC = """
     seed : starting parameters and the validation split come from this seed.
     valid_fraction : hold out this fraction of rows (seeded permutation) as validation data: its
         statistics join ``history_``, and restarts and early stopping use it.
-    dtype : "float32" or "float64".
-    tol : gradient tolerance of second-order methods.
+    dtype : "auto" (float64 for newton and lbfgs, float32 otherwise), "float32" or "float64".
+    tol : tolerance of second-order methods (see :func:`scanfit.fit`).
+    standardize : fit on standardized columns (None: yes; coefficients stay on the data's scale).
 
     Attributes
     ----------
@@ -206,12 +208,12 @@ _MLPS: dict = {}
 class _MLPCoefs:
     # shared by MLPClassifier and MLPRegressor; scikit-learn reads it as type(self).__init__
     def __init__(self, *, hidden=100, activation="relu", optimizer="adam", learning_rate=0.01, steps=500,
-                 record_every=1, restarts=1, early_stopping=None, seed=0, valid_fraction=None, dtype="float32",
-                 tol=1e-8):
+                 record_every=1, restarts=1, early_stopping=None, seed=0, valid_fraction=None, dtype="auto",
+                 tol=1e-8, standardize=None):
         self.hidden = hidden
         self.activation = activation
         _init_common(self, optimizer, learning_rate, steps, record_every, restarts, early_stopping, seed,
-                     valid_fraction, dtype, tol)
+                     valid_fraction, dtype, tol, standardize)
 
     def _model(self):
         hidden = int(self.hidden) if isinstance(self.hidden, np.integer) else self.hidden
@@ -225,7 +227,7 @@ class _MLPCoefs:
 
 
 def _init_common(self, optimizer, learning_rate, steps, record_every, restarts, early_stopping, seed,
-                 valid_fraction, dtype, tol):
+                 valid_fraction, dtype, tol, standardize=None):
     self.optimizer = optimizer
     self.learning_rate = learning_rate
     self.steps = steps
@@ -236,6 +238,7 @@ def _init_common(self, optimizer, learning_rate, steps, record_every, restarts, 
     self.valid_fraction = valid_fraction
     self.dtype = dtype
     self.tol = tol
+    self.standardize = standardize
 
 
 class LinearRegression(_LinearCoefs, _Regressor):
@@ -251,9 +254,10 @@ class LinearRegression(_LinearCoefs, _Regressor):
     """ + _FIT_DOC
 
     def __init__(self, *, optimizer="newton", learning_rate=None, steps=100, record_every=1, restarts=1,
-                 early_stopping=None, seed=0, valid_fraction=None, dtype="float32", tol=1e-8):
+                 early_stopping=None, seed=0, valid_fraction=None, dtype="auto", tol=1e-8,
+                 standardize=None):
         _init_common(self, optimizer, learning_rate, steps, record_every, restarts, early_stopping, seed,
-                     valid_fraction, dtype, tol)
+                     valid_fraction, dtype, tol, standardize)
 
 
 class LogisticRegression(_LinearCoefs, _Classifier):
@@ -270,9 +274,10 @@ class LogisticRegression(_LinearCoefs, _Classifier):
     """ + _FIT_DOC
 
     def __init__(self, *, optimizer="newton", learning_rate=None, steps=100, record_every=1, restarts=1,
-                 early_stopping=None, seed=0, valid_fraction=None, dtype="float32", tol=1e-8):
+                 early_stopping=None, seed=0, valid_fraction=None, dtype="auto", tol=1e-8,
+                 standardize=None):
         _init_common(self, optimizer, learning_rate, steps, record_every, restarts, early_stopping, seed,
-                     valid_fraction, dtype, tol)
+                     valid_fraction, dtype, tol, standardize)
 
 
 class MLPClassifier(_MLPCoefs, _Classifier):

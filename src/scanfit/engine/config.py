@@ -3,6 +3,16 @@
 >>> import scanfit as sf
 >>> sf.FitConfig(optimizer="rmsprop", steps=4000).validated().learning_rate
 0.01
+>>> c = sf.FitConfig().validated().resolved(sf.Linear(), sf.Bernoulli())
+>>> c.optimizer, c.dtype, c.standardize
+('newton', 'float64', True)
+
+The defaults serve the answer on raw data (``resolved``): ``optimizer="auto"`` is Newton for
+``Linear`` with a built-in likelihood (the maximum-likelihood estimate, a convex problem) and adam
+for networks and user models; ``dtype="auto"`` is float64 for Newton and L-BFGS (exact fits) and
+float32 for first-order training; ``standardize=None`` standardizes the features of built-in
+models inside the fit (a diagonal preconditioning; every reported number stays on the user's
+scale) and leaves user models alone.
 """
 
 from __future__ import annotations
@@ -10,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..likelihoods.glm import glm_family
 from . import optimizers
 
 __all__ = ["EarlyStopping", "FitConfig", "LOWER_IS_BETTER"]
@@ -59,36 +70,65 @@ class EarlyStopping:
 class FitConfig:
     """Everything about a fit except the model, likelihood and data."""
 
-    optimizer: Any = "gd"
+    optimizer: Any = "auto"
     learning_rate: float | None = None
     steps: int = 1000
     record_every: int = 1
     restarts: int = 1
     seed: int = 0
     early_stopping: EarlyStopping | None = None
-    dtype: str = "float32"
+    dtype: str = "auto"
     tol: float = 1e-8
+    standardize: bool | None = None
 
     def validated(self) -> "FitConfig":
         """Check every value; fill the default learning rate. Errors name the parameter and the fix."""
         _positive_int("steps", self.steps)
         _positive_int("record_every", self.record_every)
         _positive_int("restarts", self.restarts)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise _bad("seed", "an int", self.seed)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not -2**63 <= self.seed < 2**63:
+            raise _bad("seed", "an int in -2**63..2**63 - 1", self.seed)
         if self.steps % self.record_every:
             raise ValueError(f"The 'steps' parameter of fit ({self.steps}) must be a multiple of record_every "
                              f"({self.record_every}); try steps={self.steps - self.steps % self.record_every + self.record_every}.")
-        if self.dtype not in ("float32", "float64"):
-            raise _bad("dtype", "'float32' or 'float64'", self.dtype)
+        if self.dtype not in ("auto", "float32", "float64"):
+            raise _bad("dtype", "'auto', 'float32' or 'float64'", self.dtype)
+        if self.standardize not in (None, True, False):
+            raise _bad("standardize", "True, False or None (automatic)", self.standardize)
         if self.early_stopping is not None and not isinstance(self.early_stopping, EarlyStopping):
             raise TypeError(f"The 'early_stopping' parameter of fit must be sf.EarlyStopping(...) or None. "
                             f"Got {type(self.early_stopping).__name__}.")
-        if isinstance(self.optimizer, str) and self.optimizer not in optimizers.NAMES + optimizers.SECOND_ORDER:
+        if isinstance(self.optimizer, str) and self.optimizer not in ("auto",) + optimizers.NAMES + optimizers.SECOND_ORDER:
             optimizers.resolve(self.optimizer, 1.0)  # raises the error listing valid names
-        lr = self.learning_rate if self.learning_rate is not None else optimizers.default_learning_rate(self.optimizer)
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or lr != lr or lr == float("inf"):
-            raise _bad("learning_rate", "a float > 0", self.learning_rate)
-        if not (isinstance(self.tol, (int, float)) and self.tol > 0):
-            raise _bad("tol", "a float > 0", self.tol)
-        return replace(self, learning_rate=float(lr))
+        if self.learning_rate is not None:
+            lr = self.learning_rate
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0 or lr != lr or lr == float("inf"):
+                raise _bad("learning_rate", "a float > 0", self.learning_rate)
+        if not (isinstance(self.tol, (int, float)) and not isinstance(self.tol, bool) and 0 < self.tol < 1):
+            raise _bad("tol", "a float in (0, 1)", self.tol)
+        if self.optimizer == "auto":
+            return self
+        return replace(self, learning_rate=float(self.learning_rate if self.learning_rate is not None
+                                                 else optimizers.default_learning_rate(self.optimizer)))
+
+    def resolved(self, model: Any, likelihood: Any) -> "FitConfig":
+        """The automatic choices made for ``model`` and ``likelihood`` (see the module docstring)."""
+        optimizer = self.optimizer
+        glm = glm_family(model, likelihood) is not None
+        if optimizer == "auto":
+            if glm and self.learning_rate is not None:
+                raise ValueError(f"The 'learning_rate' parameter of fit ({self.learning_rate!r}) has no use with "
+                                 f"optimizer='auto', which fits {type(model).__name__} x {type(likelihood).__name__} "
+                                 f"by Newton's method (no learning rate). Drop learning_rate, or choose a first-order "
+                                 f"optimizer, e.g. optimizer='gd' (the notebook's gradient step) or 'adam'.")
+            optimizer = "newton" if glm else "adam"
+        scalable = getattr(model, "scalable", False)
+        if self.standardize and not scalable:
+            raise ValueError(f"The 'standardize' parameter of fit is True, but a {type(model).__name__} model's "
+                             f"parameters cannot be mapped back to the original scale; standardize x yourself "
+                             f"and pass standardize=False (or None).")
+        dtype = self.dtype if self.dtype != "auto" else (
+            "float64" if isinstance(optimizer, str) and optimizer in optimizers.SECOND_ORDER else "float32")
+        standardize = scalable if self.standardize is None else self.standardize
+        lr = self.learning_rate if self.learning_rate is not None else optimizers.default_learning_rate(optimizer)
+        return replace(self, optimizer=optimizer, dtype=dtype, standardize=standardize, learning_rate=float(lr))

@@ -18,8 +18,6 @@ from __future__ import annotations
 import functools
 import math
 import time
-import warnings
-from dataclasses import replace
 from typing import Any
 
 import jax
@@ -29,12 +27,15 @@ import pandas as pd
 from jax import lax
 
 from ..data import checks as data_mod
+from ..data.design import Design, check_range
 from ..data.precision import dtype_scope
 from ..likelihoods.base import Likelihood
 from ..models.core import as_model, forward, layout
 from . import optimizers
 from .config import EarlyStopping, FitConfig
-from .outcome import FitError, FitWarning, Outcome, Status, choose_start
+from .assemble import Run, assemble
+from .outcome import Outcome
+from .progress import progress_bar as _progress_bar
 
 __all__ = ["fit", "traces"]
 
@@ -59,7 +60,7 @@ def _monitor(es: EarlyStopping | None, has_valid: bool) -> str | None:
 
 @functools.lru_cache(maxsize=64)
 def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
-              steps, es, masked, has_valid, names, multi, source):
+              steps, es, masked, has_valid, names, multi, source, scaled=False):
     """Build (init, chunk, evaluate) for one static configuration; jit caches by shapes."""
     stepper = optimizers.stepper(optimizer, tol, model, likelihood)
     monitor = _monitor(es, has_valid)
@@ -75,7 +76,9 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
         if has_valid:
             vindex = forward(model, params, data["vx"], multi)
             out.update({f"valid_{k}": v for k, v in likelihood.stats(vindex, data["vy"]).items()})
-        out.update(model.summaries(params, names))
+        # coefficient paths on the user's scale: the loop's parameters belong to the standardized x
+        raw = model.from_standard(params, data["center"], data["scale"]) if scaled else params
+        out.update(model.summaries(raw, names))
         return out
 
     def init(key, start, learning_rate, n_features, n_outputs):
@@ -87,7 +90,7 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
         carry = {"params": params, "state": state, "key": key,
                  "step": jnp.zeros((), jnp.int32), "stopped": jnp.zeros((), bool),
                  "stop_step": jnp.full((), steps, jnp.int32), "bad_step": jnp.full((), -1, jnp.int32),
-                 "last_good": params}
+                 "end": jnp.zeros((), jnp.int32), "last_good": params}
         if es is not None:
             carry.update(best=jnp.full((), -jnp.inf, jnp.result_type(float)), since=jnp.zeros((), jnp.int32),
                          best_step=jnp.zeros((), jnp.int32), best_params=params)
@@ -97,12 +100,13 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
         step = carry["step"]
         x, y = source.batch(data, step)
         value, aux, params, state, done = stepper.step(objective, carry["params"], carry["state"], x, y)
+        done = jnp.asarray(done, jnp.int32)  # 0 running, 1 converged, 2 stalled (see optimizers.FirstOrder)
         finite = jnp.isfinite(value)
         new = dict(carry, step=step + 1)
         new["bad_step"] = jnp.where((carry["bad_step"] < 0) & ~finite, step, carry["bad_step"])
         new["last_good"] = _where(finite & (carry["bad_step"] < 0), carry["params"], carry["last_good"])
         stats = statistics(carry["params"], aux, value, data) if record else None
-        halt = ~finite | done
+        halt = ~finite | (done > 0)
         active = ~carry["stopped"] & (step < steps) if masked else True
         if es is not None and record:
             m = es.sign * stats[monitor]
@@ -116,10 +120,13 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
             halt = halt & active
             new["stopped"] = carry["stopped"] | halt | (step + 1 >= steps)
             new["stop_step"] = jnp.where(halt, step, carry["stop_step"])
-            go = active & ~halt
+            new["end"] = jnp.where(halt & (done > 0), done, carry["end"])
+            go = active & (~halt | (finite & (done == 1)))  # a converging step's update is kept (Newton's last)
             params, state = _where(go, params, carry["params"]), _where(go, state, carry["state"])
         else:  # a divergence is in bad_step; only a stepper's own end (done) needs stop_step here
-            new["stop_step"] = jnp.where(done & (carry["stop_step"] == steps), step, carry["stop_step"])
+            first = (done > 0) & (carry["stop_step"] == steps)
+            new["stop_step"] = jnp.where(first, step, carry["stop_step"])
+            new["end"] = jnp.where(first, done, carry["end"])
         new["params"], new["state"] = params, state
         return new, stats
 
@@ -138,7 +145,10 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
         return lax.scan(functools.partial(record_body, data), carry, None, length=chunk_records)
 
     def evaluate(params, data):
-        return statistics(params, (forward(model, params, data["x"], multi), None), None, data)
+        """Statistics at ``params`` and the gradient norm of the loop's objective there."""
+        (value, aux), grads = jax.value_and_grad(objective, has_aux=True)(params, data["x"], data["y"])
+        norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+        return statistics(params, (aux[0], None), None, data), norm
 
     if multi:
         init = jax.vmap(init, in_axes=(0, None, None, None, None))
@@ -161,10 +171,10 @@ def _chunk_records(n_records: int, progress: bool, es: EarlyStopping | None, sec
 
 
 def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | None = None,
-        optimizer: Any = "gd", learning_rate: float | None = None, steps: int = 1000, seed: int = 0,
+        optimizer: Any = "auto", learning_rate: float | None = None, steps: int = 1000, seed: int = 0,
         record_every: int = 1, restarts: int = 1, early_stopping: EarlyStopping | None = None,
-        dtype: str = "float32", tol: float = 1e-8, progress: bool = False, throw: bool = False,
-        init_params: Any = None, config: FitConfig | None = None) -> FitResult:
+        dtype: str = "auto", tol: float = 1e-8, standardize: bool | None = None, progress: bool = False,
+        throw: bool = False, init_params: Any = None, config: FitConfig | None = None) -> Outcome:
     """Maximize the mean log-likelihood of ``y`` given ``model(params, x)`` with a compiled loop.
 
     Parameters
@@ -174,15 +184,22 @@ def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | No
     x : array of shape (n, d) or (n,), or a pandas DataFrame (its columns name the coefficients).
     y : array of shape (n,): numbers (Gaussian), 0/1 or bool (Bernoulli), labels 0..K-1 (Categorical).
     valid : optional (x_valid, y_valid) with the same columns; its statistics join the history.
-    optimizer : "gd" (params + learning_rate * gradient), an optax name such as "rmsprop", an
-        optax.GradientTransformation, or "newton" / "lbfgs" (full batch, stop on ``tol``).
-    learning_rate : step size; default 0.1 for "gd"/"sgd", 0.01 otherwise.
+    optimizer : "auto" (default: "newton" for sf.Linear() with a built-in likelihood, the exact
+        maximum-likelihood estimate; "adam" otherwise), "gd" (params + learning_rate * gradient, the
+        notebook's step), an optax name such as "rmsprop", an optax.GradientTransformation, or
+        "newton" / "lbfgs" (full batch; converged when the Newton decrement or gradient is below ``tol``).
+    learning_rate : step size of a first-order optimizer; default 0.1 for "gd"/"sgd", 0.01 otherwise.
     steps : number of steps (the upper bound with early stopping or second-order methods).
     seed : starting parameters come from jax.random.key(seed); same seed, same numbers.
     record_every : record statistics every this many steps (steps must be a multiple).
     restarts : independent starts run together (vmap); the best by valid (else train) objective is kept.
     early_stopping : sf.EarlyStopping(...) to stop inside the loop when the monitor stalls.
-    dtype : "float32" (default) or "float64" (enabled for this fit only).
+    dtype : "auto" (default: "float64" for newton and lbfgs, "float32" for first-order training),
+        "float32" or "float64" (enabled for this fit only).
+    standardize : fit built-in models (Linear, MLP) on standardized columns ``(x - mean) / std``, a
+        diagonal preconditioning; parameters, coefficient paths, summaries, predictions and saved
+        models stay on the original scale. None (default): on for built-in models, off for user
+        models; False reproduces a fit on the raw columns (the notebook's settings).
     progress : show a progress bar (the loop then runs in chunks; the numbers do not change).
     throw : raise FitError instead of warning when the fit diverges.
     init_params : start from these parameters (a pytree like ``result.params``) instead of
@@ -200,14 +217,19 @@ def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | No
     """
     if config is None:
         config = FitConfig(optimizer=optimizer, learning_rate=learning_rate, steps=steps, record_every=record_every,
-                           restarts=restarts, seed=seed, early_stopping=early_stopping, dtype=dtype, tol=tol)
+                           restarts=restarts, seed=seed, early_stopping=early_stopping, dtype=dtype, tol=tol,
+                           standardize=standardize)
     config = config.validated()
     model = as_model(model)
     if not isinstance(likelihood, Likelihood):
         raise TypeError(f"The 'likelihood' parameter must be sf.Gaussian(), sf.Bernoulli() or sf.Categorical(). "
                         f"Got {type(likelihood).__name__}.")
+    config = config.resolved(model, likelihood)
     xa, ya, names = data_mod.check_xy(x, y)
     likelihood, yenc = likelihood.prepare(ya)
+    design = Design.build(xa, names, dtype=config.dtype, standardize=config.standardize)
+    if yenc.dtype.kind == "f":
+        check_range(yenc, ("y",), config.dtype, products=True, what="y")
     vdata = None
     if valid is not None:
         if not (isinstance(valid, (tuple, list)) and len(valid) == 2):
@@ -216,15 +238,16 @@ def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | No
                                       prefix="valid_")
         if vx.shape[1] != xa.shape[1]:
             raise ValueError(f"'valid_x' has {vx.shape[1]} columns but 'x' has {xa.shape[1]}; they must match.")
-        likelihood.prepare(vy, name="valid_y")
         _, vyenc = likelihood.prepare(vy, name="valid_y")
-        vdata = (vx, vyenc)
+        check_range(vx, names, config.dtype, products=not config.standardize, what="valid_x")
+        vdata = (vx, vy, vyenc)
     with dtype_scope(config.dtype):
-        return _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw, init_params)
+        return _run(model, likelihood, config, design, xa, ya, yenc, vdata, progress, throw, init_params)
 
 
-def _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw, init_params=None):
+def _run(model, likelihood, config, design, xa, ya, yenc, vdata, progress, throw, init_params=None):
     es = config.early_stopping
+    names = design.names
     n_records = config.steps // config.record_every
     chunk_records = _chunk_records(n_records, progress, es, config.optimizer in optimizers.SECOND_ORDER)
     n_chunks = math.ceil(n_records / chunk_records)
@@ -232,18 +255,23 @@ def _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw,
               or config.optimizer in optimizers.SECOND_ORDER)
     multi = config.restarts > 1
     ydt = config.dtype if yenc.dtype.kind == "f" else yenc.dtype
-    data = {"x": layout(model, xa, config.dtype), "y": jnp.asarray(yenc.astype(ydt))}
+    data = {"x": layout(model, design.apply(xa), config.dtype), "y": jnp.asarray(yenc.astype(ydt))}
     if vdata is not None:
-        data.update(vx=layout(model, vdata[0], config.dtype), vy=jnp.asarray(vdata[1].astype(ydt)))
+        data.update(vx=layout(model, design.apply(vdata[0]), config.dtype), vy=jnp.asarray(vdata[2].astype(ydt)))
+    if design.standardized:
+        data.update(center=jnp.asarray(design.center, config.dtype), scale=jnp.asarray(design.scale, config.dtype))
     init, chunk, evaluate, columns = _programs(model, likelihood, config.optimizer, config.tol,
-                                      config.record_every, chunk_records, config.steps, es, masked,
-                                      vdata is not None, names, multi, data_mod.FullBatch())
+                                               config.record_every, chunk_records, config.steps, es, masked,
+                                               vdata is not None, names, multi, data_mod.FullBatch(),
+                                               design.standardized)
     key = jax.random.key(config.seed)
     keys = jax.random.split(key, config.restarts) if multi else key
     start = time.perf_counter()
     try:
         start_params = None if init_params is None else jax.tree.map(lambda a: jnp.asarray(a, config.dtype), init_params,
                                                                       is_leaf=lambda a: isinstance(a, list))
+        if start_params is not None and design.standardized:
+            start_params = model.to_standard(start_params, data["center"], data["scale"])
         carry = init(keys, start_params, config.learning_rate, xa.shape[1], likelihood.n_outputs)
     except Exception as err:  # a user model whose init does not fit the data
         raise ValueError(f"The model could not build its parameters for x with {xa.shape[1]} features: {err}") from err
@@ -264,116 +292,6 @@ def _run(model, likelihood, config, xa, ya, yenc, names, vdata, progress, throw,
     carry = jax.device_get(carry)
     pieces = [{k: p[..., j] for j, k in enumerate(columns)} for p in jax.device_get(pieces)]
     seconds = time.perf_counter() - start
-    return _assemble(model, likelihood, config, names, xa, ya, vdata, data, evaluate, carry, pieces,
-                     interrupted, seconds, throw)
-
-
-def _assemble(model, likelihood, config, names, xa, ya, vdata, data, evaluate, carry, pieces,
-              interrupted, seconds, throw):
-    multi = config.restarts > 1
-    es = config.early_stopping
-    table = {k: np.concatenate([p[k] for p in pieces], axis=-1) for k in pieces[0]} if pieces else {}
-    table = {k: table[k] for k in column_order(likelihood, table)}
-    width = next(iter(table.values())).shape[-1] if table else 0
-    steps_axis = np.arange(width) * config.record_every
-
-    def per_start(a, i):
-        return a[i] if multi else a
-
-    params_all, statuses, histories, finals = [], [], [], []
-    use = carry["best_params"] if (es is not None and es.restore_best) else carry["params"]
-    for i in range(config.restarts):
-        bad = int(per_start(carry["bad_step"], i))
-        stop = int(per_start(carry["stop_step"], i))
-        run = min(stop, int(per_start(carry["step"], i)), config.steps)
-        if bad >= 0:
-            params = jax.tree.map(lambda a: per_start(a, i), carry["last_good"])
-            status = Status.diverged(bad, config.learning_rate, config.optimizer)
-            run = bad
-        else:
-            params = jax.tree.map(lambda a: per_start(a, i), use)
-            if interrupted and run < config.steps:
-                status = Status("interrupted", run, "Stopped by the user (Ctrl-C); the history holds the steps run so far.")
-            elif stop < config.steps:
-                status = Status("converged", run, "Stopped early: the monitored objective stopped improving."
-                                if es is not None else "Converged: the gradient fell below tol.")
-            elif es is not None or config.optimizer in optimizers.SECOND_ORDER:
-                status = Status("max_steps", config.steps, f"Reached steps={config.steps} before converging; "
-                                f"increase steps (or learning_rate).")
-            else:
-                status = Status("completed", config.steps, f"Ran all {config.steps} steps.")
-            if es is not None and es.restore_best:
-                best = int(per_start(carry["best_step"], i))
-                status = replace(status, message=f"{status.message} The parameters are those of step {best}, "
-                                                 f"the best recorded {_monitor(es, vdata is not None)}.")
-        trace = table.get("train_objective")
-        if status.code != "diverged" and trace is not None and len(per_start(trace, i)) > 1:
-            obj = per_start(trace, i)
-            if obj[-1] < obj[0] - 1e-3 * (1 + abs(obj[0])):
-                worse = int(np.argmax(obj < obj[0] - 1e-3 * (1 + abs(obj[0]))))
-                status = Status.diverged(worse * config.record_every, config.learning_rate, config.optimizer,
-                                         how="fell below its starting value")
-        keep = steps_axis <= run if status.code in ("converged", "diverged") else steps_axis < run
-        frame = {"step": steps_axis[keep]}
-        frame.update({k: per_start(v, i)[keep] for k, v in table.items()})
-        histories.append(pd.DataFrame(frame))
-        params_all.append(params)
-        statuses.append(status)
-    stacked = jax.tree.map(lambda *a: np.stack(a), *params_all) if multi else params_all[0]
-    final = jax.device_get(evaluate(stacked, data))
-    for i in range(config.restarts):
-        finals.append({k: float(per_start(final[k], i)) for k in column_order(likelihood, final)})
-    best = choose_start(finals, statuses, has_valid=vdata is not None)
-    result = Outcome(model=model, likelihood=likelihood, config=config, params=params_all[best],
-                       history=histories[best], status=statuses[best], feature_names=names,
-                       final=finals[best], seconds=seconds, best_start=best,
-                       start_histories=histories, start_params=params_all, start_statuses=statuses,
-                       start_finals=finals, train=(xa, ya), valid=vdata)
-    if statuses[best].code == "diverged":
-        if throw:
-            raise FitError(statuses[best].message)
-        warnings.warn(statuses[best].message, FitWarning, stacklevel=4)
-    return result
-
-
-def column_order(likelihood, columns) -> list[str]:
-    """train_ then valid_ statistics in the likelihood's order, then parameter summaries."""
-    stats = [f"{p}_{n}" for p in ("train", "valid") for n in likelihood.stat_names if f"{p}_{n}" in columns]
-    return stats + [c for c in columns if c not in stats]
-
-
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def advance(self, done):
-        pass
-
-
-class _RichBar(_NoBar):
-    def __init__(self, total):
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        console = Console(stderr=True)
-        self.progress = Progress(TextColumn("fitting"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                                 TimeRemainingColumn(), transient=True, console=console,
-                                 disable=not console.is_terminal)
-        self.task = self.progress.add_task("fit", total=total)
-
-    def __enter__(self):
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
-
-    def advance(self, done):
-        self.progress.update(self.task, completed=done)
-
-
-def _progress_bar(progress: bool, total: int):
-    return _RichBar(total) if progress else _NoBar()
+    run = Run(model, likelihood, config, design, xa, ya, yenc, vdata, data, evaluate, carry, pieces, interrupted,
+              seconds)
+    return assemble(run, throw)

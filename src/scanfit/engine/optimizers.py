@@ -87,7 +87,9 @@ class FirstOrder:
     where ``objective(params, x, y) -> (mean log-likelihood, aux)`` and ``aux = (index, sums)``
     (the likelihood's sums over the observations, or None). ``value`` and ``aux`` belong to
     ``params`` (before the step), so the history's statistics come from the same forward pass
-    as the gradient. First-order steps never declare ``done``.
+    as the gradient. ``done`` is 0 (go on), 1 (converged: the criterion holds at ``params``) or 2
+    (stalled: no step raises the objective, but the criterion does not hold). First-order steps
+    always return 0.
     """
 
     def __init__(self, optimizer: Any):
@@ -104,7 +106,7 @@ class FirstOrder:
     def step(self, objective, params, state, x, y):
         (value, aux), grads = jax.value_and_grad(objective, has_aux=True)(params, x, y)
         updates, state = self.tx.update(jax.tree.map(jnp.negative, grads), state, params)
-        return value, aux, optax.apply_updates(params, updates), state, jnp.zeros((), bool)
+        return value, aux, optax.apply_updates(params, updates), state, jnp.zeros((), jnp.int32)
 
 
 def stepper(optimizer: Any, tol: float, model=None, likelihood=None):

@@ -25,7 +25,18 @@ class FitWarning(UserWarning):
 
 @dataclass(frozen=True)
 class Status:
-    """How a fit ended: ``code`` is one of completed, converged, max_steps, diverged, interrupted."""
+    """How a fit ended. ``code``:
+
+    - ``converged``: a second-order method met its criterion at the returned parameters (the Newton
+      decrement, or the gradient norm, below ``tol`` relative to the objective);
+    - ``completed``: a first-order method ran all its steps (nothing is claimed about the maximum);
+    - ``stopped_early``: early stopping ended the fit (the monitored statistic stopped improving);
+    - ``max_steps``: a method that can finish did not within ``steps``;
+    - ``stalled``: the method could not raise the objective further, but its criterion does not hold;
+    - ``separation``: the maximum does not exist (classes separated by the named columns);
+    - ``diverged``: the objective became NaN or infinite, or fell below its start (at ``step``);
+    - ``interrupted``: stopped by Ctrl-C.
+    """
 
     code: str
     steps: int
@@ -34,7 +45,7 @@ class Status:
 
     @property
     def ok(self) -> bool:
-        return self.code in ("completed", "converged")
+        return self.code in ("completed", "converged", "stopped_early")
 
     @classmethod
     def diverged(cls, step: int, learning_rate: float, optimizer: Any, how: str = "") -> "Status":
@@ -44,6 +55,14 @@ class Status:
                    f"The fit diverged: the objective {what} at step {step} "
                    f"(optimizer={optimizer!r}, learning_rate={learning_rate:g}).{kept} Try a smaller learning_rate, e.g. {learning_rate / 10:g}, or an adaptive optimizer "
                    f"such as 'rmsprop'; standardizing x also helps.", step)
+
+    @classmethod
+    def not_finite_at_start(cls, dtype: str) -> "Status":
+        return cls("diverged", 0,
+                   f"The objective is not finite at the starting parameters (step 0), before any step was taken, "
+                   f"so the learning rate is not the cause: the data or the starting values overflow {dtype}. "
+                   f"Rescale the columns (or let the fit standardize them: standardize=True), pass "
+                   f"dtype='float64', or check init_params.", 0)
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -81,6 +100,7 @@ class Outcome:
     start_finals: list = field(default_factory=list, repr=False)
     train: tuple | None = field(default=None, repr=False)
     valid: tuple | None = field(default=None, repr=False)
+    design: Any = field(default=None, repr=False)
 
     def fields(self) -> dict:
         """The record's fields as a dict (to build a ``FitResult`` from an ``Outcome``)."""

@@ -1,10 +1,13 @@
 """Full-batch second-order steppers: ``"newton"`` and ``"lbfgs"``, in the engine's stepper interface.
 
-Both maximize the mean log-likelihood, stop when the gradient's Euclidean norm falls below ``tol``
-(``done`` is then declared at the parameters that already satisfy it, so the engine keeps them),
-and also stop when no step along their search direction raises the objective at working precision
-(float32 rarely reaches ``tol=1e-8``): for Newton, when half the squared Newton decrement (the
-gain a full step predicts) is below the objective's rounding unit, or when step-halving finds no gain.
+Both maximize the mean log-likelihood and report how they end through ``done``: 1 (converged) when
+the criterion holds (the engine keeps that step's update: for Newton one last full step, which
+squares the remaining error), 2 (stalled) when no step raises the objective although the
+criterion does not hold. Newton's criterion is scale-free: half
+the squared Newton decrement (the gain a full step predicts) at most ``tol`` times ``max(1, |f|)``
+(``max(tol, 10 eps)`` in float32, whose rounding hides smaller gains), or a gradient norm below
+``tol``. L-BFGS: the gradient norm below ``tol`` times ``max(1, |f|)``; a step that leaves the
+objective unchanged stalls. A stall is never called converged.
 
 ``Newton`` has two paths:
 
@@ -173,6 +176,7 @@ class Newton:
             apply = lambda t, direction: unravel(theta + t * direction)  # noqa: E731
         gnorm = jnp.linalg.norm(g)
         converged = gnorm < self.tol
+        rel = jnp.maximum(self.tol, 10 * jnp.finfo(value.dtype).eps) * jnp.maximum(1.0, jnp.abs(value))
 
         def newton(_):
             if self.family is not None:
@@ -181,17 +185,18 @@ class Newton:
                 hess = -jax.hessian(lambda th: f(th)[0])(theta)
             direction = _solve_pd(hess, g)
             slope = g @ direction  # the squared Newton decrement: twice the predicted gain
+            near = 0.5 * slope <= rel  # at the maximum, to the criterion's precision
             t = _line_search(lambda t: objective(apply(t, direction), x, y)[0], value, slope)
-            flat = 0.5 * slope <= jnp.finfo(slope.dtype).eps * jnp.abs(value)  # no gain at working precision
-            t = jnp.where(flat, jnp.zeros_like(t), t)
-            return apply(t, direction), t == 0
+            t = jnp.where(near, jnp.ones_like(t), t)  # at the maximum: one last full step, kept by the engine
+            code = jnp.where(near, 1, jnp.where(t == 0, 2, 0)).astype(jnp.int32)
+            return apply(t, direction), code
 
         def newton_cast(_):  # keep each leaf's dtype (a user's float32 params in a float64 fit)
-            new, stalled = newton(_)
-            return jax.tree.map(lambda a, b: a.astype(b.dtype), new, params), stalled
+            new, code = newton(_)
+            return jax.tree.map(lambda a, b: a.astype(b.dtype), new, params), code
 
-        new, stalled = lax.cond(converged, lambda _: (params, jnp.zeros((), bool)), newton_cast, None)
-        return value, aux, new, state, converged | stalled
+        new, code = lax.cond(converged, lambda _: (params, jnp.ones((), jnp.int32)), newton_cast, None)
+        return value, aux, new, state, code
 
 
 class LBFGSState(NamedTuple):
@@ -212,7 +217,8 @@ class LBFGS:
 
     def step(self, objective, params, state, x, y):
         (value, aux), grads = jax.value_and_grad(objective, has_aux=True)(params, x, y)
-        converged = (_norm(grads) < self.tol) | (value == state.last)
+        converged = _norm(grads) < self.tol * jnp.maximum(1.0, jnp.abs(value))
+        stalled = value == state.last
         neg = jax.tree.map(jnp.negative, grads)
 
         def update(_):
@@ -220,5 +226,5 @@ class LBFGS:
                                             value_fn=lambda p: -objective(p, x, y)[0])
             return optax.apply_updates(params, updates), LBFGSState(inner, value)
 
-        new, new_state = lax.cond(converged, lambda _: (params, state), update, None)
-        return value, aux, new, new_state, converged
+        new, new_state = lax.cond(converged | stalled, lambda _: (params, state), update, None)
+        return value, aux, new, new_state, jnp.where(converged, 1, jnp.where(stalled, 2, 0)).astype(jnp.int32)

@@ -55,5 +55,10 @@ class Likelihood:
         """Log-likelihood of each observation, shape ``(n,)``."""
         raise NotImplementedError
 
+    def null_objective(self, y_train: np.ndarray, y_eval: np.ndarray) -> float:
+        """The mean log-likelihood on ``y_eval`` of the intercept-only model fitted to ``y_train``
+        (both encoded as ``prepare`` returns them): the baseline of McFadden's pseudo R-squared."""
+        raise NotImplementedError
+
     def spec(self) -> dict:
         return {"name": self.name, **{k: v for k, v in self.__dict__.items()}}

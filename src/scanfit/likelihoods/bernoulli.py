@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import xlogy
 
 from . import native
 from .base import Likelihood
@@ -154,6 +155,10 @@ class Bernoulli(Likelihood):
 
     def mean(self, index):
         return jax.nn.sigmoid(index)
+
+    def null_objective(self, y_train, y_eval):
+        p, q = float(np.mean(y_train > 0)), float(np.mean(y_eval > 0))
+        return float(xlogy(q, p) + xlogy(1.0 - q, 1.0 - p))
 
     def loglik(self, index, y, **kw):
         return log_sigmoid(y * index)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import xlogy
 
 from .base import Likelihood
 
@@ -56,6 +57,12 @@ class Categorical(Likelihood):
 
     def mean(self, index):
         return jax.nn.softmax(index, axis=0)
+
+    def null_objective(self, y_train, y_eval):
+        k = self.n_classes
+        p = np.bincount(y_train, minlength=k) / max(len(y_train), 1)
+        q = np.bincount(y_eval, minlength=k) / max(len(y_eval), 1)
+        return float(np.sum(xlogy(q, p)))
 
     def loglik(self, index, y, **kw):
         return self._logp(index, y)

@@ -34,6 +34,7 @@ ACTIVATIONS = {"sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "relu": jax.nn.relu}
 
 class Model:
     columns = False
+    scalable = False  # from_standard / to_standard exist: the engine may standardize x for this model
     name = "model"
 
     def init(self, key, n_features: int, n_outputs: int):
@@ -55,6 +56,40 @@ class Model:
         return {"name": self.name}
 
 
+def _unscale(w, b, center, scale):
+    """First-layer weights ``w`` (d, ...) and bias ``b`` fitted on ``(x - center) / scale``, as the
+    same function of the raw ``x``: ``w / scale`` and ``b - (center / scale) @ w``."""
+    xp = jnp if isinstance(w, jax.Array) else np
+    ratio = (center / scale).astype(w.dtype)
+    s = scale.astype(w.dtype).reshape((-1,) + (1,) * (w.ndim - 1))
+    return w / s, b - xp.tensordot(ratio, w, axes=1)
+
+
+def _scale(w, b, center, scale):
+    """The inverse of :func:`_unscale`: raw-scale ``(w, b)`` as weights on the standardized ``x``."""
+    xp = jnp if isinstance(w, jax.Array) else np
+    s = scale.astype(w.dtype).reshape((-1,) + (1,) * (w.ndim - 1))
+    return w * s, b + xp.tensordot(center.astype(w.dtype), w, axes=1)
+
+
+class _FirstLayer:
+    """Models whose inputs enter through one affine layer ``x @ W + b`` (named ``w_name``, ``b_name``):
+    standardizing x is then a reparametrization with an exact inverse."""
+
+    scalable = True
+    w_name, b_name = "beta1", "beta0"
+
+    def from_standard(self, params, center, scale):
+        """Parameters fitted on ``(x - center) / scale`` as parameters on the raw ``x``."""
+        w, b = _unscale(params[self.w_name], params[self.b_name], center, scale)
+        return {**params, self.w_name: w, self.b_name: b}
+
+    def to_standard(self, params, center, scale):
+        """Raw-scale parameters as parameters on ``(x - center) / scale``."""
+        w, b = _scale(params[self.w_name], params[self.b_name], center, scale)
+        return {**params, self.w_name: w, self.b_name: b}
+
+
 def _with_ones(x, first: bool):
     """``x.T`` of shape ``(d, n)`` with a row of ones before (``first``) or after it."""
     xp = jnp if isinstance(x, jax.Array) else np
@@ -63,7 +98,7 @@ def _with_ones(x, first: bool):
 
 
 @dataclass(frozen=True)
-class Linear(Model):
+class Linear(_FirstLayer, Model):
     """Intercept ``beta0`` plus slopes ``beta1`` (shape ``(d,)``, or ``(d, k)`` for k outputs).
 
     With ``Gaussian`` this is linear regression, with ``Bernoulli`` the logit, with
@@ -109,7 +144,7 @@ class Linear(Model):
 
 
 @dataclass(frozen=True)
-class MLP(Model):
+class MLP(_FirstLayer, Model):
     """A feed-forward network: ``hidden`` units per layer (an int or a tuple), then a linear output.
 
     Parameters are ``W0, b0, W1, b1, ...`` with ``W0`` of shape ``(d, h0)``; the last layer's
@@ -124,6 +159,7 @@ class MLP(Model):
     init_scale: float = 1.0
     columns = True
     name = "mlp"
+    w_name, b_name = "W0", "b0"
 
     def __post_init__(self):
         hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)

@@ -17,11 +17,11 @@ Bernoulli and Categorical
   for every other class k. The K raw coefficient sets are not identified (softmax does not change
   when one vector is added to all of them); the contrasts are.
 Estimates
-  For ``Linear`` models the estimate is first refined to the exact maximum likelihood in float64
-  (Newton from the fit's parameters; OLS in closed form for Gaussian), so a float32 or unfinished
-  fit still gets the standard errors of the maximum; ``attrs["note"]`` says how far it moved.
-  ``refine=False`` keeps the fit's parameters (and warns when they come from a float32 fit).
-  Other models are evaluated at the fit's parameters.
+  are ``result.params``, exactly: ``summary``, ``predict``, ``conf_int`` and ``save`` describe one set
+  of parameters. For ``Linear`` models the summary measures, in float64, how far they are from the
+  maximum (the Newton decrement, and the gradient in standardized units, ``attrs["gradient_norm"]``);
+  when the fit stopped short (a first-order method, float32, too few steps) it warns, says how far,
+  and points to ``result.refine()``, which returns a new result at the maximum.
 Identification (:mod:`scanfit.data.identification`)
   collinear columns, separated classes, singular Hessians and networks raise
   :class:`NotIdentifiedError` with the reason, unless ``allow_nonidentified=True``, which computes
@@ -55,6 +55,7 @@ from ..models.core import MLP, forward, layout
 __all__ = ["Estimates", "estimates", "cov_params", "summary", "summary_text", "NotIdentifiedError", "COV_TYPES"]
 
 COV_TYPES = ("nonrobust", "robust", "HC0")
+NEAR_MAXIMUM = 1e-10  # half the squared Newton decrement, relative: below it the estimate is the maximum
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Estimates:
     family: str
     note: str = ""
     problem: str = ""  # why the estimate is not identified (only with allow_nonidentified=True)
+    gradient_norm: float = float("nan")  # the largest gradient component in standardized units (Linear)
 
 
 # ----------------------------------------------------------------------------- Linear, closed form
@@ -119,34 +121,23 @@ def _weakest_weight(info, X):
     return float(np.linalg.eigvalsh(inv @ info @ inv.T)[0])
 
 
-def _newton(family, X, y, theta, others, max_iter=100):
-    """Float64 Newton with step-halving to the maximum; returns (theta, converged)."""
-    if family == "gaussian":
-        return np.linalg.lstsq(X, y, rcond=None)[0], True
-    ll, scores, info = _glm_parts(family, X, y, theta, others)
-    for _ in range(max_iter):
-        g = scores.sum(axis=0)
-        try:
-            step = np.linalg.solve(info, g)
-        except np.linalg.LinAlgError:
-            return theta, False
-        gain = g @ step
-        if not gain > 1e-13 * max(1.0, abs(ll)):
-            return theta, bool(gain >= 0)
-        t = 1.0
-        while t > 1e-10:
-            new = _glm_parts(family, X, y, theta + t * step, others)
-            if new[0] >= ll + 1e-4 * t * gain:
-                break
-            t /= 2
-        else:
-            return theta, True  # no gain at working precision
-        theta = theta + t * step
-        ll, scores, info = new
-    return theta, False
+def _distance(family, X, y, theta, others, ll, scores, info) -> tuple[float, float]:
+    """(half the squared Newton decrement per observation, relative to max(1, |mean loglik|); the
+    largest gradient component in standardized units): how far ``theta`` is from the maximum."""
+    n = X.shape[0]
+    g = scores.sum(axis=0) / n
+    try:
+        decrement = float(g @ np.linalg.solve(info / n, g))
+    except np.linalg.LinAlgError:
+        decrement = float("inf")
+    spread = np.std(X, axis=0)
+    spread = np.where(spread > 0, spread, 1.0)
+    if family == "categorical":
+        spread = np.tile(spread, len(others))
+    return 0.5 * abs(decrement) / max(1.0, abs(ll) / n), float(np.max(np.abs(g * spread)))
 
 
-def _linear(result, reference, refine, allow):
+def _linear(result, reference, allow):
     xa, ya = result.train
     lik, family = result.likelihood, glm_family(result.model, result.likelihood)
     _, y = lik.prepare(ya)
@@ -171,19 +162,17 @@ def _linear(result, reference, refine, allow):
         if family == "bernoulli":
             y = (y > 0).astype(float)
     problem = identification.collinear(xa, tuple(result.feature_names))
-    note, converged = "", True
-    if not refine and result.config.dtype == "float32":
-        warnings.warn("The fit ran in float32 and refine=False keeps its estimate, so these standard errors are "
-                      "approximate; pass refine=True (the default) or fit with dtype='float64'.", FitWarning, stacklevel=5)
-    if refine and not problem:
-        start = theta
-        theta, converged = _newton(family, X, y, theta, others)
-        moved = float(np.max(np.abs(theta - start) / (1 + np.abs(theta))))
-        if moved > 1e-6:
-            note = (f"estimates refined to the float64 maximum likelihood from the fit's parameters "
-                    f"(largest relative change {moved:.1e}); result.params is unchanged")
+    note = ""
     ll, scores, info = _glm_parts(family, X, y, theta, others)
-    if not problem and family != "gaussian" and (not converged or _weakest_weight(info, X) < 1e-6):
+    gap, gradient = _distance(family, X, y, theta, others, ll, scores, info) if not problem else (np.nan, np.nan)
+    short = not problem and not gap <= NEAR_MAXIMUM
+    if short:
+        note = (f"result.params is not the maximum-likelihood estimate: the Newton decrement predicts a gain of "
+                f"{gap:.1e} (relative) and the largest gradient component is {gradient:.1e} in standardized units "
+                f"({result.status.code} after {result.status.steps} steps, {result.config.dtype}); these standard "
+                f"errors are approximate. result.refine() returns a new result at the maximum.")
+        warnings.warn(note, FitWarning, stacklevel=5)
+    if not problem and family != "gaussian" and (short or _weakest_weight(info, X) < 1e-6):
         # separation drives some weights p(1 - p) to zero; whether the MLE exists does not depend on the reference
         problem = identification.separation(xa, y, tuple(result.feature_names), max(len(others) + 1, 2))
     labels = [" ".join(map(str, t)) if isinstance(t, tuple) else t for t in index]
@@ -192,7 +181,7 @@ def _linear(result, reference, refine, allow):
     if family == "gaussian":
         e = y - X @ theta
         sigma = float(np.sqrt(e @ e / max(n - len(theta), 1)))
-    return Estimates(index, theta, info, scores, n, ll, sigma, family, note, _refuse(problem, allow))
+    return Estimates(index, theta, info, scores, n, ll, sigma, family, note, _refuse(problem, allow), gradient)
 
 
 def _refuse(problem, allow):
@@ -264,15 +253,15 @@ def _generic(result, allow):
 
 
 # ----------------------------------------------------------------------------- public functions
-def estimates(result, *, reference: int = 0, refine: bool = True, allow_nonidentified: bool = False) -> Estimates:
+def estimates(result, *, reference: int = 0, allow_nonidentified: bool = False) -> Estimates:
     """The estimate and its information for a :class:`~scanfit.FitResult` (cached on the result)."""
     if result.train is None:
         raise ValueError("This result carries no training data (result.train is None); inference needs it.")
-    key = (reference, bool(refine), bool(allow_nonidentified))
+    key = (reference, bool(allow_nonidentified))
     cache = result.__dict__.setdefault("_inference_cache", {})
     if key not in cache:
         if glm_family(result.model, result.likelihood) is not None:
-            cache[key] = _linear(result, reference, refine, allow_nonidentified)
+            cache[key] = _linear(result, reference, allow_nonidentified)
         else:
             cache[key] = _generic(result, allow_nonidentified)
     return cache[key]
@@ -327,7 +316,7 @@ def summary(result, *, cov_type: str = "nonrobust", alpha: float = 0.05, **kw) -
                        loglik=est.loglik, aic=-2 * est.loglik + 2 * k, bic=-2 * est.loglik + k * math.log(n),
                        cov_type="robust (HC0)" if cov_type != "nonrobust" else "nonrobust", alpha=alpha,
                        distribution=f"t({df_resid})" if dist.dist.name == "t" else "normal",
-                       note=est.note, problem=est.problem)
+                       note=est.note, problem=est.problem, gradient_norm=est.gradient_norm)
     if est.sigma is not None:
         table.attrs["sigma"] = est.sigma
     if est.family == "categorical":

@@ -23,6 +23,7 @@ __all__ = ["FitResult", "load"]
 
 from ..data.checks import as_features
 from ..data.precision import dtype_scope
+from ..engine import loop
 from ..engine.outcome import Outcome
 from ..models.core import forward, layout
 from . import inference, persist
@@ -100,7 +101,7 @@ class FitResult(Outcome):
         return persist.save(self, path, extra=extra, overwrite=overwrite, summary=summary)
 
     # --- inference (scanfit.inference; see its docstring for the covariance and distribution choices)
-    def summary(self, *, cov_type: str = "nonrobust", alpha: float = 0.05, reference: int = 0, refine: bool = True,
+    def summary(self, *, cov_type: str = "nonrobust", alpha: float = 0.05, reference: int = 0,
                 allow_nonidentified: bool = False) -> pd.DataFrame:
         """One row per coefficient ("intercept", then the feature names; ``(class, term)`` for
         Categorical): estimate, std_err, z, p_value, ci_low, ci_high. Model-level figures (n_obs,
@@ -115,18 +116,18 @@ class FitResult(Outcome):
         >>> list(r.summary().index)
         ['intercept', 'x']
         """
-        return inference.summary(self, cov_type=cov_type, alpha=alpha, reference=reference, refine=refine,
-                       allow_nonidentified=allow_nonidentified)
+        return inference.summary(self, cov_type=cov_type, alpha=alpha, reference=reference,
+                                 allow_nonidentified=allow_nonidentified)
 
     def summary_text(self, **options) -> str:
         """The statsmodels-style text of ``summary(**options)``."""
         return inference.summary_text(self.summary(**options))
 
-    def cov_params(self, *, cov_type: str = "nonrobust", reference: int = 0, refine: bool = True,
+    def cov_params(self, *, cov_type: str = "nonrobust", reference: int = 0,
                    allow_nonidentified: bool = False) -> pd.DataFrame:
         """Covariance matrix of the estimates, (p, p), labelled like ``summary()``'s rows."""
-        return inference.cov_params(self, cov_type=cov_type, reference=reference, refine=refine,
-                          allow_nonidentified=allow_nonidentified)
+        return inference.cov_params(self, cov_type=cov_type, reference=reference,
+                                    allow_nonidentified=allow_nonidentified)
 
     def conf_int(self, *, alpha: float = 0.05, cov_type: str = "nonrobust", **options) -> pd.DataFrame:
         """Confidence intervals: a DataFrame with columns ``lower`` and ``upper``, one row per coefficient."""
@@ -137,6 +138,26 @@ class FitResult(Outcome):
     def bse(self) -> pd.Series:
         """Standard errors (non-robust), statsmodels' name; ``summary()["std_err"]``."""
         return pd.Series(self.summary()["std_err"], name="bse")
+
+    def refine(self, *, optimizer: str = "newton", steps: int = 100, tol: float = 1e-8) -> "FitResult":
+        """A new result at the maximum: ``optimizer`` ("newton" or "lbfgs") in float64 from these
+        parameters, on the same training (and validation) data. This result is unchanged.
+
+        >>> import scanfit as sf
+        >>> d = sf.datasets.hill(seed=0)
+        >>> r = sf.fit(sf.Linear(), sf.Bernoulli(), d.train.x, d.train.y, optimizer="gd", steps=10)
+        >>> r.refine().status.code
+        'converged'
+        """
+        if optimizer not in ("newton", "lbfgs"):
+            raise ValueError(f"The 'optimizer' parameter of refine must be 'newton' or 'lbfgs'. Got {optimizer!r} instead.")
+        if self.train is None:
+            raise ValueError("This result carries no training data (a loaded model, or result.train is None); "
+                             "refine needs it: fit again with init_params=result.params and optimizer='newton'.")
+        standardize = None if self.design is None else self.design.standardized
+        return FitResult.of(loop.fit(self.model, self.likelihood, *self.train, valid=self.valid, optimizer=optimizer,
+                                     dtype="float64", steps=steps, tol=tol, init_params=self.params,
+                                     standardize=standardize, seed=self.config.seed))
 
     def __repr__(self) -> str:
         return (f"FitResult(model={self.model.spec()}, likelihood={self.likelihood.name!r}, "
