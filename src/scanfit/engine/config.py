@@ -65,6 +65,14 @@ class EarlyStopping:
         """+1 when larger is better, -1 when smaller is better."""
         return -1.0 if self.monitor.split("_", 1)[1] in LOWER_IS_BETTER else 1.0
 
+    def check(self, likelihood: Any) -> None:
+        """Refuse a monitor that ``likelihood`` does not record (before the loop compiles around it)."""
+        names = tuple(getattr(likelihood, "stat_names", ()))
+        if self.monitor.split("_", 1)[1] not in names:
+            valid = [f"{part}_{n}" for part in ("valid", "train") for n in names]
+            raise ValueError(f"The 'monitor' parameter of EarlyStopping must name a statistic that a "
+                             f"{type(likelihood).__name__} fit records, one of {valid}. Got {self.monitor!r} instead.")
+
 
 @dataclass(frozen=True)
 class FitConfig:

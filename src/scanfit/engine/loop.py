@@ -31,6 +31,7 @@ from ..data.design import Design, check_range
 from ..data.precision import dtype_scope
 from ..likelihoods.base import Likelihood
 from ..models.core import as_model, forward, layout
+from ..models.checks import check_model
 from . import optimizers
 from .config import EarlyStopping, FitConfig
 from .assemble import Run, assemble
@@ -225,7 +226,10 @@ def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | No
         raise TypeError(f"The 'likelihood' parameter must be sf.Gaussian(), sf.Bernoulli() or sf.Categorical(). "
                         f"Got {type(likelihood).__name__}.")
     config = config.resolved(model, likelihood)
+    if config.early_stopping is not None:
+        config.early_stopping.check(likelihood)
     xa, ya, names = data_mod.check_xy(x, y)
+    data_mod.check_labels(ya, likelihood)  # before a Categorical() compiles for classes it inferred
     likelihood, yenc = likelihood.prepare(ya)
     design = Design.build(xa, names, dtype=config.dtype, standardize=config.standardize)
     if yenc.dtype.kind == "f":
@@ -242,6 +246,7 @@ def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | No
         check_range(vx, names, config.dtype, products=not config.standardize, what="valid_x")
         vdata = (vx, vy, vyenc)
     with dtype_scope(config.dtype):
+        init_params = check_model(model, likelihood, xa.shape, init_params)
         return _run(model, likelihood, config, design, xa, ya, yenc, vdata, progress, throw, init_params)
 
 
