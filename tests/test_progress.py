@@ -54,3 +54,27 @@ def test_ctrl_c_returns_the_history_so_far(monkeypatch):
     assert stopped.status.steps == 6 and len(stopped.history) == 6  # 3 chunks of 2 steps
     assert stopped.history.equals(full.history.iloc[:6])
     assert all(np.isfinite(np.asarray(v)).all() for v in stopped.params.values())
+
+
+def test_without_a_bar_a_long_fit_runs_in_chunks_and_ctrl_c_keeps_the_work(monkeypatch):
+    """No bar (the API's default): a long fit still runs in chunks, so Ctrl-C between two keeps the history."""
+    assert engine._chunk_records(1000, False, None, work=1e9) == 20  # 50 chunks, no masking
+    assert engine._chunk_records(1000, False, None, work=1e3) == 1000  # a small fit is one chunk
+    assert engine._chunk_records(997, False, None, work=1e9) == 20  # 997 is prime: 50 chunks, the last masked
+    full = _fit(False, 100)
+    monkeypatch.setattr(engine, "SMALL_WORK", 0.0)
+    monkeypatch.setattr(engine, "_progress_bar", lambda progress, total: _InterruptingBar(after=4))
+    stopped = _fit(False, 100)
+    assert stopped.status.code == "interrupted" and stopped.status.steps == 8
+    assert stopped.history.equals(full.history.iloc[:8])
+
+
+def test_chunks_without_a_bar_give_the_unchunked_numbers(monkeypatch):
+    plain = _fit(False, 60)  # a step count no other test here uses, so that the traces below are this test's
+    traced = engine.traces()
+    monkeypatch.setattr(engine, "SMALL_WORK", 0.0)
+    chunked = _fit(False, 60)
+    assert engine.traces() == traced + 1  # one compilation serves the 30 chunks of 2 steps
+    assert plain.history.equals(chunked.history) and plain.final == chunked.final
+    again = _fit(False, 60)
+    assert engine.traces() == traced + 1 and again.history.equals(chunked.history)

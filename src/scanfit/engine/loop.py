@@ -2,7 +2,8 @@
 
 One call of the compiled ``chunk`` runs ``chunk_records * record_every`` steps for every
 start; the Python loop around it only moves a progress bar, checks early stopping and
-catches Ctrl-C. With no progress bar and no early stopping the whole fit is one chunk.
+catches Ctrl-C: a fit runs in about 50 chunks (one compiled program serves them all) with or
+without a bar, so Ctrl-C keeps the work done so far; only a small fit without a bar is one chunk.
 The carry holds, per start: params, optimizer state, key, step counter, the last finite
 params (for divergence), and early-stopping bookkeeping.
 
@@ -36,7 +37,7 @@ from . import optimizers
 from .config import EarlyStopping, FitConfig
 from .assemble import Run, assemble
 from .outcome import Outcome
-from .progress import progress_bar as _progress_bar
+from .progress import CtrlC, progress_bar as _progress_bar
 
 __all__ = ["fit", "traces"]
 
@@ -158,17 +159,33 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
     return (jax.jit(init, static_argnums=(3, 4)), jax.jit(chunk), jax.jit(evaluate), columns)
 
 
-def _chunk_records(n_records: int, progress: bool, es: EarlyStopping | None, second_order: bool = False) -> int:
-    """One chunk without a bar or early stopping; else about 50 chunks for the bar and at most
+CHUNKS = 50  # a fit runs in about this many chunks: the bar moves and Ctrl-C is caught between them
+SMALL_WORK = 1e7  # steps x rows x features x starts below which a fit without a bar is one chunk
+MAX_CHUNK_STEPS = 10_000  # and at most this many steps per chunk: a long fit still answers Ctrl-C soon
+
+
+def _chunk_records(n_records: int, progress: bool, es: EarlyStopping | None, second_order: bool = False,
+                   work: float = math.inf, record_every: int = 1) -> int:
+    """About ``CHUNKS`` chunks of at most ``MAX_CHUNK_STEPS`` steps, so that a progress bar moves and
+    Ctrl-C (caught between chunks) keeps the work done so far with or without a bar; one chunk for a
+    small fit without a bar (``work`` below ``SMALL_WORK``: it ends before a Ctrl-C would matter). A
+    length that divides the records where one is near, so that the loop needs no masking. At most
     ``max(patience, 50)`` records per chunk, so an early stop ends the loop soon after it happens."""
     if second_order and es is None and not progress:
         return min(n_records, 16)  # second-order fits end in few steps: look for the end between short chunks
-    chunk = n_records
-    if progress:
-        chunk = math.ceil(n_records / 50)
+    if not progress and work < SMALL_WORK:
+        chunk = n_records
+    else:
+        most = max(1, MAX_CHUNK_STEPS // record_every)
+        chunk = _near_divisor(n_records, min(math.ceil(n_records / CHUNKS), most), most)
     if es is not None:
         chunk = min(chunk, max(es.patience, 50))
     return max(1, chunk)
+
+
+def _near_divisor(n: int, want: int, most: int) -> int:
+    """The smallest divisor of ``n`` in ``want..min(2 want, most)``, else ``want`` (the last chunk is then masked)."""
+    return next((c for c in range(want, min(n, 2 * want, most) + 1) if n % c == 0), want)
 
 
 def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | None = None,
@@ -245,7 +262,7 @@ def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | No
         _, vyenc = likelihood.prepare(vy, name="valid_y")
         check_range(vx, names, config.dtype, products=not config.standardize, what="valid_x")
         vdata = (vx, vy, vyenc)
-    with dtype_scope(config.dtype):
+    with dtype_scope(config.dtype), CtrlC():  # Ctrl-C stops the loop between chunks, never JAX mid-compile
         init_params = check_model(model, likelihood, xa.shape, init_params)
         return _run(model, likelihood, config, design, xa, ya, yenc, vdata, progress, throw, init_params)
 
@@ -254,7 +271,9 @@ def _run(model, likelihood, config, design, xa, ya, yenc, vdata, progress, throw
     es = config.early_stopping
     names = design.names
     n_records = config.steps // config.record_every
-    chunk_records = _chunk_records(n_records, progress, es, config.optimizer in optimizers.SECOND_ORDER)
+    chunk_records = _chunk_records(n_records, progress, es, config.optimizer in optimizers.SECOND_ORDER,
+                                   work=float(config.steps) * xa.size * config.restarts,
+                                   record_every=config.record_every)
     n_chunks = math.ceil(n_records / chunk_records)
     masked = (n_chunks * chunk_records != n_records or es is not None
               or config.optimizer in optimizers.SECOND_ORDER)
@@ -282,18 +301,24 @@ def _run(model, likelihood, config, design, xa, ya, yenc, vdata, progress, throw
         raise ValueError(f"The model could not build its parameters for x with {xa.shape[1]} features: {err}") from err
     pieces, interrupted = [], False
     bar = _progress_bar(progress, config.steps)
+    done = (carry, 0)  # the carry and how many pieces belong to it: one assignment, so a Ctrl-C keeps a pair
     try:
         with bar:
             for c in range(n_chunks):
-                carry, stats = chunk(carry, data)
+                if CtrlC.pressed:  # the first Ctrl-C (see fit): stop here, with the chunks done so far
+                    break
+                new, stats = chunk(done[0], data)
+                jax.block_until_ready(new["step"])  # one chunk at a time (not all queued): Ctrl-C is seen soon
                 pieces.append(stats)
+                done = (new, len(pieces))
                 bar.advance(min(config.steps, (c + 1) * chunk_records * config.record_every))
-                if progress:
-                    jax.block_until_ready(carry["step"])
-                if masked and bool(jnp.all(carry["stopped"])):
+                if masked and bool(jnp.all(new["stopped"])):
                     break
     except KeyboardInterrupt:
         interrupted = True
+    interrupted = interrupted or CtrlC.pressed  # a press during the last chunk leaves a finished fit
+    carry, kept = done
+    del pieces[kept:]
     carry = jax.device_get(carry)
     pieces = [{k: p[..., j] for j, k in enumerate(columns)} for p in jax.device_get(pieces)]
     seconds = time.perf_counter() - start
