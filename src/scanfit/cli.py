@@ -57,6 +57,15 @@ class Dtype(str, Enum):
     float64 = "float64"
 
 
+class CovType(str, Enum):
+    nonrobust = "nonrobust"
+    HC0 = "HC0"
+    HC1 = "HC1"
+    HC2 = "HC2"
+    HC3 = "HC3"
+    cluster = "cluster"
+
+
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError, TimeoutError)
 
 
@@ -67,21 +76,25 @@ def _console(stderr: bool = False):
 
 
 def _fail(err: Exception | str) -> None:
+    from rich.markup import escape
+
     message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-    _console(stderr=True).print(f"[bold red]Error:[/] {message}", markup=True)
+    _console(stderr=True).print(f"[bold red]Error:[/] {escape(str(message))}", markup=True)
     raise typer.Exit(code=1)
 
 
 def _rich_table(frame, title: str = ""):
     import pandas as pd
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title or None, title_justify="left", box=None, padding=(0, 1), header_style="bold")
+    table = Table(title=Text(title) if title else None, title_justify="left", box=None, padding=(0, 1),
+                  header_style="bold")
     for col in frame.columns:
         numeric = pd.api.types.is_numeric_dtype(frame[col])
-        table.add_column(str(col), justify="right" if numeric else "left", overflow="fold")
+        table.add_column(Text(str(col)), justify="right" if numeric else "left", overflow="fold")
     for row in frame.itertuples(index=False):
-        table.add_row(*(_fmt(v) for v in row))
+        table.add_row(*(Text(_fmt(v)) for v in row))
     return table
 
 
@@ -100,6 +113,8 @@ def demo(
     only: Annotated[Optional[str], typer.Option(help="Run only these experiments, e.g. 'ad' (of a-f).")] = None,
 ) -> None:
     """Run the notebook's six experiments and write a report (under 2 minutes on 2 cores)."""
+    from rich.markup import escape
+
     from . import demo as demo_mod
 
     if only is not None and (not only or set(only) - set("abcdef")):
@@ -122,7 +137,7 @@ def demo(
         report = demo_mod.write_outputs(outcomes, out)
     except USER_ERRORS as err:
         _fail(err)
-    con.print(f"Wrote histories, pictures and [bold]{report}[/] to {out}/")
+    con.print(f"Wrote histories, pictures and [bold]{report}[/] to {escape(str(out))}/")
 
 
 def _parse_list(value: Optional[str], option: str, kind=str) -> Optional[list]:
@@ -171,17 +186,38 @@ def fit(
     out: Annotated[Path, typer.Option(help="Directory for the saved model, history.csv, plots and report.html.")]
     = Path("scanfit-fit"),
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    force: Annotated[bool, typer.Option(help="Write into an --out directory that holds files scanfit did not "
+                                             "write (only scanfit's outputs there are replaced).")] = False,
+    cov_type: Annotated[Optional[CovType], typer.Option(
+        help="Standard errors in the summary: nonrobust (default), HC0-HC3 (heteroscedasticity-robust) or cluster "
+             "(with --cluster).")] = None,
+    cluster: Annotated[Optional[str], typer.Option(
+        help="Cluster the standard errors by this column (one-way, statsmodels' correction); it is not a feature "
+             "unless --features names it.")] = None,
 ) -> None:
-    """Fit a model to a table and write the saved model, history, plots and report."""
+    """Fit a model to a table and write the saved model, history, plots and report.
+
+    The outputs replace those of an earlier `scanfit fit` in --out as one piece; Ctrl-C stops the fit
+    and saves it as far as it went (status 'interrupted', exit code 130)."""
     from . import tables
+    from .results import run_dir
     from .show import report
 
     feature_list = _parse_list(features, "--features")
     hidden_units = _parse_list(hidden, "--hidden", int)
     con = _console()
+    stage = "before the fit's first steps ran"
+    if cluster is not None and cov_type not in (None, CovType.cluster):
+        _fail(f"The '--cluster' option clusters the standard errors, so '--cov-type' must be cluster or left out. "
+              f"Got --cov-type {cov_type.value}.")
+    if cov_type is CovType.cluster and cluster is None:
+        _fail("'--cov-type cluster' needs '--cluster COLUMN', the column that holds each row's group.")
+    summary_options = {"cov_type": "cluster", "groups": cluster} if cluster is not None else (
+        {"cov_type": cov_type.value} if cov_type is not None else {})
     try:
         import scanfit as sf
 
+        run_dir.check(out, force)  # before the fit, not after it
         frame = tables.read(table)
         mdl = sf.Linear() if model is ModelKind.linear else sf.MLP(hidden=tuple(hidden_units),
                                                                      activation=activation.value)
@@ -195,7 +231,10 @@ def fit(
             result, tgt, xt, yt = tables.fit_table(
                 frame, target=target, features_=feature_list, model=mdl, likelihood=lik,
                 valid_fraction=valid_fraction, seed=seed, optimizer=optimizer.value, learning_rate=learning_rate,
-                steps=steps, restarts=restarts, progress=progress, standardize=standardize, dtype=dtype.value)
+                steps=steps, restarts=restarts, progress=progress, standardize=standardize, dtype=dtype.value,
+                cluster=cluster)
+        if result.status.code == "interrupted" and result.history.empty:
+            raise KeyboardInterrupt  # stopped before its first steps: nothing to save
         n_valid = 0 if result.valid is None else len(result.valid[1])
         con.print(f"Rows: {len(yt)} gave the estimates" + (f", {n_valid} held out for validation." if n_valid else
                   " (all rows; --valid-fraction 0.2 holds some out)."), markup=False)
@@ -206,13 +245,24 @@ def fit(
             if issubclass(w.category, sf.FitWarning) and str(w.message) not in str(result.status):
                 _console(stderr=True).print(f"Warning: {w.message}", markup=False)
         con.print(_rich_table(tables.final_table(result.final), "Final statistics"))
-        summary_text = report.summary_or_reason(result)
+        summary_text = report.summary_or_reason(result, **summary_options)
         if summary_text:
             con.print(summary_text, markup=False)
-        written = tables.write_outputs(result, out, target=tgt, x=xt, y=yt, table=str(table), summary=summary_text)
+        stage = "while the outputs were written"
+        written = run_dir.write(out, lambda d: tables.write_outputs(result, d, target=tgt, x=xt, y=yt, table=str(table),
+                                                                    summary=summary_text), force=force)
     except USER_ERRORS as err:
         _fail(err)
-    con.print(f"Wrote {', '.join(p.name for p in written)} to {out}/")
+    except KeyboardInterrupt:  # outside the fit's loop (which keeps its steps and returns): nothing to save
+        _console(stderr=True).print(f"Interrupted (Ctrl-C) {stage}: nothing was saved, {out}/ is unchanged.",
+                                    markup=False)
+        raise typer.Exit(code=130) from None
+    con.print(f"Wrote {', '.join(p.name for p in written)} to {out}/", markup=False)
+    if result.status.code == "interrupted":
+        _console(stderr=True).print(f"Interrupted (Ctrl-C) after {result.status.steps} of {steps} steps: the fit so "
+                                    f"far is saved in {out}/ (model, history.csv, report.html) with status "
+                                    f"'interrupted'. Run the command again to fit all steps.", markup=False)
+        raise typer.Exit(code=130)
 
 
 @app.command()
@@ -228,6 +278,8 @@ def predict(
     from .results.result import FitResult
 
     try:
+        if out is not None:
+            _check_output_file(out)
         model_dir = _model_path(model_dir)
         outcome, meta = persist.read_with_info(model_dir)  # one read: classes and parameters of one save
         result = FitResult.of(outcome)
@@ -238,11 +290,29 @@ def predict(
     if out is None:
         typer.echo(pred.to_csv(index=False), nl=False)
         return
-    if out.suffix.lower() in (".parquet", ".pq"):
-        pred.to_parquet(out, index=False)
-    else:
-        pred.to_csv(out, index=False)
-    _console(stderr=True).print(f"Wrote {len(pred)} predictions to {out}")
+    try:
+        if out.suffix.lower() in (".parquet", ".pq"):
+            pred.to_parquet(out, index=False)
+        else:
+            pred.to_csv(out, index=False, sep="\t" if out.suffix.lower() == ".tsv" else ",")
+    except (OSError, ImportError) as err:
+        _fail(f"Cannot write the predictions to {str(out)!r}: {getattr(err, 'strerror', None) or err}.")
+    _console(stderr=True).print(f"Wrote {len(pred)} predictions to {out}", markup=False)
+
+
+def _check_output_file(out: Path) -> None:
+    """``predict --out``: a file path with a table's suffix, in a folder that exists."""
+    from .tables import READERS
+
+    if out.is_dir():
+        raise ValueError(f"The '--out' option names the directory {str(out)!r}; give a file path such as "
+                         f"{str(out / 'predictions.csv')!r}.")
+    if out.suffix.lower() not in READERS:
+        raise ValueError(f"The '--out' option must end in one of {sorted(READERS)} (the table's format). "
+                         f"Got {str(out)!r} instead; for example {str(out.with_suffix('.csv'))!r}.")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"The folder {str(out.parent)!r} of '--out' does not exist; create it first "
+                                f"(mkdir -p {str(out.parent)!r}) or choose another path.")
 
 
 def _model_path(path: Path) -> Path:
@@ -264,16 +334,22 @@ def summary(
         _fail(err)
     con = _console()
     extra, cfg = meta.get("extra") or {}, meta["config"]
-    con.print(f"[bold]Model[/]: {meta['model']}  [bold]likelihood[/]: {meta['likelihood']}")
+
+    def line(*parts: str) -> None:  # labels in bold; the saved text (column names, paths) never as markup
+        from rich.text import Text
+
+        con.print(Text.assemble(*((part, "bold") if k % 2 == 0 else part for k, part in enumerate(parts))))
+
+    line("Model", f": {meta['model']}  ", "likelihood", f": {meta['likelihood']}")
     if extra.get("target"):
-        con.print(f"[bold]Target[/]: {extra['target']!r}" + (f", classes {extra['classes']}" if extra.get("classes") else ""))
-    con.print(f"[bold]Features[/] ({len(meta['feature_names'])}): {', '.join(meta['feature_names'])}")
-    con.print(f"[bold]Data[/]: {extra.get('table') or '(in memory)'}; {meta.get('n_train')} training rows, "
-              f"{meta.get('n_valid') or 0} validation rows")
-    con.print(f"[bold]Fit[/]: optimizer {cfg['optimizer']}, learning rate {cfg['learning_rate']}, {cfg['steps']} steps, "
-              f"{cfg['restarts']} start(s), seed {cfg['seed']}, {cfg['dtype']}; scanfit {meta['scanfit_version']}, "
-              f"JAX {meta['jax_version']}")
-    con.print(f"[bold]Status[/]: {meta['status']['code']}: {meta['status']['message']}", markup=True)
+        line("Target", f": {extra['target']!r}" + (f", classes {extra['classes']}" if extra.get("classes") else ""))
+    line("Features", f" ({len(meta['feature_names'])}): {', '.join(meta['feature_names'])}")
+    line("Data", f": {extra.get('table') or '(in memory)'}; {meta.get('n_train')} training rows, "
+                 f"{meta.get('n_valid') or 0} validation rows")
+    line("Fit", f": optimizer {cfg['optimizer']}, learning rate {cfg['learning_rate']}, {cfg['steps']} steps, "
+                f"{cfg['restarts']} start(s), seed {cfg['seed']}, {cfg['dtype']}; scanfit {meta['scanfit_version']}, "
+                f"JAX {meta['jax_version']}")
+    line("Status", f": {meta['status']['code']}: {meta['status']['message']}")
     final = {k: (float("nan") if v is None else v) for k, v in (meta.get("final") or {}).items()}
     con.print(_rich_table(tables.final_table(final), "Final statistics"))
     if meta.get("summary_text"):

@@ -35,8 +35,15 @@ READERS = {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".parquet": "parquet", "
 def read(path: str | Path) -> pd.DataFrame:
     """Read a CSV (``.csv``, ``.txt``), TSV or Parquet (``.parquet``, ``.pq``) table."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"The table {str(path)!r} is a directory; give the path of a CSV or Parquet file in it.")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"The table {str(path)!r} is not a regular file (a FIFO or a device); give the path of a "
+                         f"CSV or Parquet file.")
     if not path.is_file():
         raise FileNotFoundError(f"The table {str(path)!r} does not exist; give the path of a CSV or Parquet file.")
+    if path.stat().st_size == 0:
+        raise ValueError(f"The table {str(path)!r} is an empty file; give a table with a header and rows.")
     kind = READERS.get(path.suffix.lower())
     if kind is None:
         raise ValueError(f"The table {str(path)!r} has suffix {path.suffix!r}; scanfit reads {sorted(READERS)} "
@@ -70,6 +77,9 @@ def _plain(values) -> list:
 def encode_target(column: pd.Series, likelihood: str | None) -> Target:
     """Choose (or check) the likelihood for ``column`` and code it; ``likelihood`` None means choose."""
     name = str(column.name)
+    if len(column) == 0:
+        raise ValueError(f"The table has no rows (only a header), so the target column {name!r} is empty; "
+                         f"give a table with rows to fit.")
     missing = column.isna().to_numpy()
     if missing.any():
         raise ValueError(f"The target column {name!r} has {int(missing.sum())} missing (NaN) values, the first at row "
@@ -77,7 +87,13 @@ def encode_target(column: pd.Series, likelihood: str | None) -> Target:
     numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
     values = column.to_numpy()
     classes = _plain(np.unique(values))
-    integer = numeric and bool(np.all(np.mod(values.astype(float), 1) == 0))
+    if len(classes) == 1:
+        rows = f"all {len(values)} rows" if len(values) > 1 else "the table's only row"
+        raise ValueError(f"The target column {name!r} holds one value, {classes[0]!r}, in {rows}; there is nothing "
+                         f"to learn. A fit needs at least two distinct values (two classes): add rows with other "
+                         f"values or choose another target column.")
+    with np.errstate(invalid="ignore"):  # inf is not an integer (np.mod warns); as_target names it later
+        integer = numeric and bool(np.all(np.mod(values.astype(float), 1) == 0))
     if likelihood is None:
         if len(classes) == 2:
             likelihood = "bernoulli"
@@ -135,13 +151,21 @@ def features(frame: pd.DataFrame, target: str, wanted: list[str] | None) -> pd.D
 
 
 def fit_table(frame: pd.DataFrame, *, target: str, features_: list[str] | None = None, model: Any,
-              likelihood: str | None = None, valid_fraction: float = 0.2, seed: int = 0, **fit_options):
-    """Split ``frame`` (rows shuffled with ``seed``), fit, and return ``(result, Target, x_train, y_train)``."""
+              likelihood: str | None = None, valid_fraction: float = 0.2, seed: int = 0, cluster: str | None = None,
+              **fit_options):
+    """Split ``frame`` (rows shuffled with ``seed``), fit, and return ``(result, Target, x_train, y_train)``.
+    ``cluster`` names a group column for clustered standard errors: not a feature unless ``features_``
+    names it; the result keeps the training rows' groups in ``result.data``."""
     import scanfit as sf
 
     if not 0.0 <= valid_fraction < 1.0:
         raise ValueError(f"The 'valid_fraction' parameter must be in [0, 1). Got {valid_fraction!r}; try 0.2.")
-    x = features(frame, target, features_)
+    if cluster is not None and (cluster not in frame.columns or cluster == target):
+        raise ValueError(f"The '--cluster' option names the column {cluster!r}, which "
+                         + ("is the target" if cluster == target else f"the table lacks; its columns are "
+                            f"{list(map(str, frame.columns))}") + ". Give the column that holds each row's group.")
+    grouped = cluster is not None and not (features_ and cluster in features_)
+    x = features(frame.drop(columns=[cluster]) if grouped else frame, target, features_)
     y = encode_target(frame[target], likelihood)
     order = np.random.default_rng(seed).permutation(len(frame))
     n_valid = int(round(valid_fraction * len(frame)))
@@ -155,6 +179,8 @@ def fit_table(frame: pd.DataFrame, *, target: str, features_: list[str] | None =
     xt, yt = x.iloc[tr].reset_index(drop=True), y.codes[tr]
     valid = (x.iloc[va].reset_index(drop=True), y.codes[va]) if n_valid else None
     result = sf.fit(model, lik, xt, yt, valid=valid, seed=seed, **fit_options)
+    if cluster is not None:
+        result.data = frame[[cluster]].iloc[tr].reset_index(drop=True)  # summary(groups=cluster) reads it
     return result, y, xt, yt
 
 
@@ -203,11 +229,11 @@ def predict_table(result, frame: pd.DataFrame, classes: list | None) -> pd.DataF
                          f"it has {list(map(str, frame.columns))}.")
     x = features(frame.assign(__target__=0), "__target__", names)
     p = result.predict(x)
-    out = frame.copy()
+    out = {}  # the prediction columns, appended below (never over an input column)
     kind = result.likelihood.name
     if kind == "gaussian":
         out["predicted"] = p
-        return out
+        return _append(frame, out)
     labels = classes if classes is not None else list(range(2 if p.ndim == 1 else p.shape[1]))
     if p.ndim == 1:
         out[f"prob_{labels[1]}"] = p
@@ -216,4 +242,17 @@ def predict_table(result, frame: pd.DataFrame, classes: list | None) -> pd.DataF
         for k, label in enumerate(labels):
             out[f"prob_{label}"] = p[:, k]
         out["predicted"] = np.asarray(labels, dtype=object)[np.argmax(p, axis=1)]
+    return _append(frame, out)
+
+
+def _append(frame: pd.DataFrame, columns: dict) -> pd.DataFrame:
+    """``frame`` with ``columns`` appended; refused when the table already has one of those names."""
+    taken = set(map(str, frame.columns))
+    clash = [c for c in columns if c in taken]
+    if clash:
+        raise ValueError(f"The table already has the columns {clash}, which predict writes ({list(columns)}); "
+                         f"rename or drop them in the table first, so that no input column is overwritten.")
+    out = frame.copy()
+    for name, values in columns.items():
+        out[name] = values
     return out

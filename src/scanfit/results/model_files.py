@@ -311,11 +311,12 @@ def remove_debris(path: Path) -> None:
         shutil.rmtree(other, ignore_errors=True)
 
 
-def new_dir(path: Path) -> Path:
-    """A fresh temporary directory beside ``path``, made with the umask's permissions (an ordinary
-    directory, unlike ``mkdtemp``'s 0700; and without changing the process-wide umask)."""
+def new_dir(path: Path, kind: str = "save") -> Path:
+    """A fresh temporary directory ``.NAME.KIND-XXXXXXXX.tmp`` beside ``path``, made with the umask's
+    permissions (an ordinary directory, unlike ``mkdtemp``'s 0700; and without changing the
+    process-wide umask). Only ``kind="save"`` directories are :func:`debris` of saves."""
     for _ in range(100):
-        tmp = path.with_name(f".{path.name}.save-{secrets.token_hex(4)}.tmp")
+        tmp = path.with_name(f".{path.name}.{kind}-{secrets.token_hex(4)}.tmp")
         try:
             os.mkdir(tmp, 0o777)
             return tmp
