@@ -12,12 +12,14 @@ def small(n=200, d=3, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, d))
     index = 0.5 + x @ np.arange(1, d + 1) / d
-    return x, {"gaussian": index + 0.3 * rng.standard_normal(n),
-               "bernoulli": (index + rng.logistic(size=n)) > 0,
-               "categorical": np.digitize(index + rng.logistic(size=n), [0.0, 1.0])}
+    bernoulli = (index + rng.logistic(size=n)) > 0
+    return x, {"gaussian": index + 0.3 * rng.standard_normal(n), "bernoulli": bernoulli, "probit": bernoulli,
+               "categorical": np.digitize(index + rng.logistic(size=n), [0.0, 1.0]),
+               "poisson": rng.poisson(np.exp(index)), "negbin": rng.poisson(np.exp(index) * rng.gamma(2.0, 0.5, n))}
 
 
-LIKELIHOODS = {"gaussian": sf.Gaussian, "bernoulli": sf.Bernoulli, "categorical": sf.Categorical}
+LIKELIHOODS = {"gaussian": sf.Gaussian, "bernoulli": sf.Bernoulli, "categorical": sf.Categorical,
+               "probit": lambda: sf.Bernoulli(link="probit"), "poisson": sf.Poisson, "negbin": sf.NegativeBinomial}
 MODELS = {
     "linear": lambda: sf.Linear(),
     "mlp": lambda: sf.MLP(hidden=(4, 3), activation="tanh"),
@@ -27,6 +29,7 @@ MODELS = {
 
 
 CASES = [(m, lik, "adam") for m in MODELS for lik in LIKELIHOODS if m != "function" or lik == "categorical"]
+CASES += [("linear", lik, opt) for lik in ("probit", "poisson", "negbin") for opt in ("gd", "rmsprop", "lbfgs", "newton")]
 CASES += [("mlp", "bernoulli", opt) for opt in ("gd", "rmsprop", "sgd", optax.adabelief(0.05))]
 
 
@@ -36,10 +39,13 @@ def test_every_model_likelihood_optimizer(model, lik, optimizer):
     r = sf.fit(MODELS[model](), LIKELIHOODS[lik](), x, ys[lik], valid=(x[:50], ys[lik][:50]),
                optimizer=optimizer, learning_rate=0.05, steps=40, record_every=4, seed=0)
     h = r.history
-    assert len(h) == 10 and list(h["step"]) == list(range(0, 40, 4))
+    if optimizer in ("newton", "lbfgs"):  # they stop at the maximum
+        assert len(h) >= 2 and list(h["step"]) == list(range(0, 4 * len(h), 4))
+    else:
+        assert len(h) == 10 and list(h["step"]) == list(range(0, 40, 4))
     assert np.isfinite(h["train_objective"]).all() and np.isfinite(h["valid_objective"]).all()
     assert h["train_objective"].iloc[-1] > h["train_objective"].iloc[0]  # it learns
-    assert r.status.code == "completed"
+    assert r.status.code == ("converged" if optimizer in ("newton", "lbfgs") else "completed"), r.status
     pred = r.predict(x[:7])
     assert pred.shape == ((7, 3) if lik == "categorical" else (7,))
 

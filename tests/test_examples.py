@@ -37,3 +37,27 @@ def test_digits_mlp_is_as_accurate_as_sklearns(capsys):
     assert out["scanfit_accuracy"] > 0.96
     assert out["scanfit_accuracy"] >= out["sklearn_accuracy"] - 0.01
     assert "held-out accuracy: scanfit" in capsys.readouterr().out
+
+
+def test_readme_statisticians_section_runs_and_matches_statsmodels(capsys):
+    """The README's "For statisticians" code block, run as written, then checked."""
+    import re
+
+    import statsmodels.api as sm
+    import statsmodels.formula.api as smf
+
+    text = (EXAMPLES.parent / "README.md").read_text()
+    section = text[text.index("### For statisticians"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - our own README
+    assert "C(religious)[T.2.0]" in capsys.readouterr().out
+    ref = smf.ols("affairs ~ rate_marriage + age + C(religious) + np.log(yrs_married + 1)", scope["fair"]).fit()
+    np.testing.assert_allclose(scope["ols"].summary()["std_err"], ref.bse, rtol=1e-8)
+    v = scope["visits"]
+    glm = smf.glm("mdvis ~ lncoins + idp + lpi + physlm", v, family=sm.families.Poisson(), exposure=v["years"]).fit()
+    np.testing.assert_allclose(scope["poisson"].summary()["estimate"], glm.params, rtol=1e-6)
+    nb = smf.negativebinomial("mdvis ~ lncoins + idp + lpi + physlm", v).fit(disp=0, method="newton", maxiter=100)
+    assert scope["negbin"].summary().loc["alpha", "estimate"] == pytest.approx(nb.params["alpha"], rel=1e-5)
+    pr = sm.Probit(scope["spector"].endog, sm.add_constant(scope["spector"].exog)).fit(disp=0)
+    np.testing.assert_allclose(scope["probit"].summary()["estimate"], pr.params, rtol=1e-6)

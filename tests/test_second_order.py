@@ -115,8 +115,8 @@ def test_glm_gradient_and_information_match_autodiff():
         @jax.jit
         def both(free, b0, b1):
             index = sf.Linear().index_t({"beta0": b0, "beta1": b1}, xt)
-            return (second_order._glm_gradient("categorical", index, yj, xt), jax.grad(f)(free),
-                    second_order._glm_information("categorical", index, xt), -jax.hessian(f)(free))
+            return (second_order._glm_gradient(None, "categorical", index, yj, xt), jax.grad(f)(free),
+                    second_order._glm_information(None, "categorical", index, yj, xt), -jax.hessian(f)(free))
 
         g, g_ad, info, info_ad = both(free, b0, b1)
         np.testing.assert_allclose(g, g_ad, rtol=1e-10, atol=1e-14)

@@ -12,14 +12,25 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import scanfit as sf
-from scanfit.sklearn import LinearRegression, LogisticRegression, MLPClassifier, MLPRegressor, split_valid
+from scanfit.sklearn import (LinearRegression, LogisticRegression, MLPClassifier, MLPRegressor, PoissonRegressor,
+                             split_valid)
 
 
 def expected_failed_checks(estimator) -> dict:
-    """Checks that scanfit's estimators deliberately fail, with the reason: none today.
+    """Checks that scanfit's estimators deliberately fail, with the reason.
 
     (scikit-learn itself skips its array-API checks unless SCIPY_ARRAY_API=1 is set; that skip
     is not ours.)"""
+    if isinstance(estimator, (PoissonRegressor, LinearRegression, LogisticRegression)):
+        return {"check_sample_weight_equivalence_on_dense_data":
+                "the check fits 30 features to 15 rows: the unpenalized maximum-likelihood estimate is not unique "
+                "or does not exist (scikit-learn's own estimators pass through a penalty or a minimum-norm solution), "
+                "so two fits need not agree; tests/test_counts.py checks weights against repeated rows, estimates "
+                "and standard errors to 1e-10, where the MLE exists"}
+    if isinstance(estimator, (MLPClassifier, MLPRegressor)):
+        return {"check_sample_weight_equivalence_on_dense_data":
+                "float32 training: the weighted and the repeated fit have the same objective and standardization "
+                "and agree to float32 rounding (about 1e-6), not to the check's rtol=1e-7"}
     return {}
 
 
@@ -27,7 +38,7 @@ def expected_failed_checks(estimator) -> dict:
 # (about 1 s each on a laptop CPU), so the whole suite takes minutes. The API checks run in the unit
 # suite for a classifier and a regressor; every check (API + legacy: training quality, dtypes, NaN/inf, pickling, subset invariance,
 # string classes, ...) runs in the slow tier, which CI runs. All of them pass.
-CHECKED = [LinearRegression(steps=20), LogisticRegression(steps=20),
+CHECKED = [LinearRegression(steps=20), LogisticRegression(steps=20), PoissonRegressor(steps=20),
            MLPClassifier(steps=50), MLPRegressor(steps=50)]  # the MLPs with default hidden sizes and options
 QUICK = [LogisticRegression(optimizer="adam", learning_rate=0.2, steps=20), CHECKED[3]]
 

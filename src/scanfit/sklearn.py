@@ -36,14 +36,15 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from .api import fit as sf_fit
 from .engine.config import EarlyStopping, FitConfig
-from .likelihoods import Bernoulli, Categorical, Gaussian
+from .likelihoods import Bernoulli, Categorical, Gaussian, Poisson
 from .models import MLP, Linear
 
-__all__ = ["LinearRegression", "LogisticRegression", "MLPClassifier", "MLPRegressor", "split_valid"]
+__all__ = ["LinearRegression", "LogisticRegression", "PoissonRegressor", "MLPClassifier", "MLPRegressor",
+           "split_valid"]
 
 _LINEAR = Linear()  # one instance, so that predictions reuse one compiled forward pass
 
@@ -90,16 +91,19 @@ class _ScanfitEstimator(BaseEstimator):
     def _model(self):
         return _LINEAR
 
-    def _run(self, X: np.ndarray, y: np.ndarray, likelihood) -> None:
+    def _run(self, X: np.ndarray, y: np.ndarray, likelihood, sample_weight=None) -> None:
         config = self._config().validated()
         model = self._model()
         x = pd.DataFrame(X, columns=self.feature_names_in_) if hasattr(self, "feature_names_in_") else X
+        w = None if sample_weight is None else _check_sample_weight(sample_weight, X, ensure_non_negative=True)
         train, valid = split_valid(X.shape[0], self.valid_fraction, self.seed)
         if valid is None:
-            result = sf_fit(model, likelihood, x, y, config=config)
+            result = sf_fit(model, likelihood, x, y, config=config, weights=w)
         else:
             xt, xv = (x.iloc[train], x.iloc[valid]) if isinstance(x, pd.DataFrame) else (x[train], x[valid])
-            result = sf_fit(model, likelihood, xt, y[train], valid=(xv, y[valid]), config=config)
+            vextra = () if w is None else ({"weights": w[valid]},)
+            result = sf_fit(model, likelihood, xt, y[train], valid=(xv, y[valid], *vextra), config=config,
+                            weights=None if w is None else w[train])
         self.result_ = result
         self.history_ = result.history
         self.n_iter_ = result.status.steps
@@ -147,8 +151,9 @@ _FIT_DOC = """
 
 
 class _Classifier(ClassifierMixin, _ScanfitEstimator):
-    def fit(self, X, y):
-        """Fit on ``X`` of shape ``(n, d)`` and labels ``y`` of shape ``(n,)`` (any labels); returns self."""
+    def fit(self, X, y, sample_weight=None):
+        """Fit on ``X`` of shape ``(n, d)`` and labels ``y`` of shape ``(n,)`` (any labels), with optional
+        frequency weights ``sample_weight`` of shape ``(n,)``; returns self."""
         X, y = validate_data(self, X, y)
         check_classification_targets(y)
         classes, encoded = np.unique(y, return_inverse=True)
@@ -157,7 +162,7 @@ class _Classifier(ClassifierMixin, _ScanfitEstimator):
                              f"pass data with observations of two or more classes.")
         self.classes_ = classes
         likelihood = Bernoulli() if len(classes) == 2 else Categorical(n_classes=len(classes))
-        self._run(X, encoded.reshape(-1), likelihood)
+        self._run(X, encoded.reshape(-1), likelihood, sample_weight)
         return self
 
     def decision_function(self, X) -> np.ndarray:
@@ -182,10 +187,13 @@ class _Classifier(ClassifierMixin, _ScanfitEstimator):
 
 
 class _Regressor(RegressorMixin, _ScanfitEstimator):
-    def fit(self, X, y):
-        """Fit on ``X`` of shape ``(n, d)`` and numbers ``y`` of shape ``(n,)``; returns self."""
+    _likelihood = Gaussian
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit on ``X`` of shape ``(n, d)`` and numbers ``y`` of shape ``(n,)``, with optional frequency
+        weights ``sample_weight`` of shape ``(n,)``; returns self."""
         X, y = validate_data(self, X, y, y_numeric=True)
-        self._run(X, np.asarray(y, dtype=np.float64), Gaussian())
+        self._run(X, np.asarray(y, dtype=np.float64), self._likelihood(), sample_weight)
         return self
 
     def predict(self, X) -> np.ndarray:
@@ -258,6 +266,39 @@ class LinearRegression(_LinearCoefs, _Regressor):
                  standardize=None):
         _init_common(self, optimizer, learning_rate, steps, record_every, restarts, early_stopping, seed,
                      valid_fraction, dtype, tol, standardize)
+
+
+class PoissonRegressor(_LinearCoefs, _Regressor):
+    __doc__ = """Poisson regression (``sf.Linear()`` with ``sf.Poisson()``, log link) by maximum likelihood,
+    unpenalized (scikit-learn's ``PoissonRegressor(alpha=0)``). ``predict`` gives the expected count;
+    ``score`` is D-squared, the share of the Poisson deviance explained (as scikit-learn's).
+
+    >>> import numpy as np
+    >>> from scanfit.sklearn import PoissonRegressor
+    >>> X = np.random.default_rng(0).normal(size=(500, 2))
+    >>> y = np.random.default_rng(1).poisson(np.exp(0.5 + X @ [0.3, -0.2]))
+    >>> np.round(PoissonRegressor().fit(X, y).coef_, 1)
+    array([ 0.3, -0.2])
+    """ + _FIT_DOC
+
+    _likelihood = Poisson
+
+    def __init__(self, *, optimizer="newton", learning_rate=None, steps=100, record_every=1, restarts=1,
+                 early_stopping=None, seed=0, valid_fraction=None, dtype="auto", tol=1e-8,
+                 standardize=None):
+        _init_common(self, optimizer, learning_rate, steps, record_every, restarts, early_stopping, seed,
+                     valid_fraction, dtype, tol, standardize)
+
+    def score(self, X, y, sample_weight=None) -> float:
+        """D-squared: 1 - deviance / null deviance (Poisson), optionally weighted."""
+        from sklearn.metrics import d2_tweedie_score
+
+        return float(d2_tweedie_score(y, self.predict(X), sample_weight=sample_weight, power=1))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.positive_only = True
+        return tags
 
 
 class LogisticRegression(_LinearCoefs, _Classifier):

@@ -35,19 +35,20 @@ class Run:
     """What the loop hands over: the fit's inputs, its compiled ``evaluate``, and the final carry."""
 
     model: Any
-    likelihood: Any
     config: Any
-    design: Any
-    xa: np.ndarray
-    ya: np.ndarray
-    yenc: np.ndarray
-    vdata: tuple | None  # (x_valid, y_valid as given, y_valid encoded)
+    given: Any  # engine.inputs.Inputs
     data: dict
     evaluate: Any
     carry: dict
     pieces: list
     interrupted: bool
     seconds: float
+
+    likelihood = property(lambda self: self.given.likelihood)
+    design = property(lambda self: self.given.design)
+    xa = property(lambda self: self.given.xa)
+    yenc = property(lambda self: self.given.yenc)
+    vdata = property(lambda self: self.given.valid)  # (x, y as given, y encoded, weights, offset)
 
 
 def column_order(likelihood, columns) -> list[str]:
@@ -58,8 +59,8 @@ def column_order(likelihood, columns) -> list[str]:
 
 def _criterion(config) -> str:
     if config.optimizer == "newton":
-        return f"half the squared Newton decrement (the gain a full step predicts) is below tol={config.tol:g} " \
-               f"relative to the objective"
+        return (f"half the squared Newton decrement (the gain a full step predicts) is below max(tol**2, 100 eps) "
+                f"relative to the objective (tol={config.tol:g})")
     return f"the gradient norm is below tol={config.tol:g}"
 
 
@@ -125,9 +126,12 @@ def _to_user_scale(run: Run, params):
 def _with_null(run: Run, final: dict) -> dict:
     lik = run.likelihood
     out = dict(final)
-    evals = [("train", run.yenc)] + ([("valid", run.vdata[2])] if run.vdata is not None else [])
-    for part, y in evals:
-        null = lik.null_objective(run.yenc, y)
+    g = run.given
+    evals = [("train", g.yenc, g.weights, g.offset)]
+    if g.valid is not None:
+        evals.append(("valid", g.valid[2], g.valid[3], g.valid[4]))
+    for part, y, w, offset in evals:
+        null = lik.null_objective(g.yenc, y, g.weights, w, g.offset, offset)
         out[f"{part}_null_objective"] = null
         obj = final.get(f"{part}_objective", np.nan)
         out[f"{part}_pseudo_r2"] = 1.0 - obj / null if np.isfinite(null) and null != 0 else np.nan
@@ -139,7 +143,7 @@ def _separation(run: Run, params, status: Status) -> Status:
     family = glm_family(run.model, run.likelihood)
     if family not in ("bernoulli", "categorical") or status.code in ("diverged", "interrupted"):
         return status
-    b0, b1 = np.asarray(params["beta0"], np.float64), np.asarray(params["beta1"], np.float64)
+    b0, b1 = np.asarray(params.get("beta0", 0.0), np.float64), np.asarray(params["beta1"], np.float64)
     eta = b0 + run.xa @ b1
     extreme = (np.max(np.abs(eta)) if family == "bernoulli" else np.max(np.ptp(eta, axis=1))) > EXTREME_LOGIT
     if status.code == "converged" and not extreme:
@@ -166,7 +170,7 @@ def _warn_if_trivial(run: Run, params_std, final: dict, status: Status) -> None:
     """A classifier that predicts one class for every row, or a fit no better than a constant."""
     if not status.ok:
         return
-    lik, config = run.likelihood, run.config
+    lik = run.likelihood
     one_class = None
     if lik.name == "bernoulli" and len(np.unique(run.yenc)) > 1 and final.get("train_predavg") in (0.0, 1.0):
         one_class = int(final["train_predavg"])
@@ -187,7 +191,7 @@ def _warn_if_trivial(run: Run, params_std, final: dict, status: Status) -> None:
 
 
 def assemble(run: Run, throw: bool) -> Outcome:
-    config, likelihood, carry = run.config, run.likelihood, run.carry
+    config, likelihood = run.config, run.likelihood
     multi = config.restarts > 1
     table = {k: np.concatenate([p[k] for p in run.pieces], axis=-1) for k in run.pieces[0]} if run.pieces else {}
     table = {k: table[k] for k in column_order(likelihood, table)}
@@ -225,8 +229,9 @@ def assemble(run: Run, throw: bool) -> Outcome:
                       history=histories[best], status=status, feature_names=run.design.names,
                       final=finals[best], seconds=run.seconds, best_start=best,
                       start_histories=histories, start_params=params_all, start_statuses=statuses,
-                      start_finals=finals, train=(run.xa, run.ya),
-                      valid=None if run.vdata is None else run.vdata[:2], design=run.design)
+                      start_finals=finals, train=(run.xa, run.given.ya),
+                      valid=None if run.vdata is None else run.vdata[:2], design=run.design,
+                      weights=run.given.weights, offset=run.given.offset)
     if status.code in ("diverged", "separation", "stalled"):
         if throw:
             raise FitError(status.message)

@@ -20,8 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..likelihoods.glm import glm_family
+from ..likelihoods.glm import has_mle
 from . import optimizers
+from .penalty import ElasticNet
 
 __all__ = ["EarlyStopping", "FitConfig", "LOWER_IS_BETTER"]
 
@@ -88,6 +89,7 @@ class FitConfig:
     dtype: str = "auto"
     tol: float = 1e-8
     standardize: bool | None = None
+    penalty: ElasticNet | None = None
 
     def validated(self) -> "FitConfig":
         """Check every value; fill the default learning rate. Errors name the parameter and the fix."""
@@ -101,6 +103,9 @@ class FitConfig:
                              f"({self.record_every}); try steps={self.steps - self.steps % self.record_every + self.record_every}.")
         if self.dtype not in ("auto", "float32", "float64"):
             raise _bad("dtype", "'auto', 'float32' or 'float64'", self.dtype)
+        if self.penalty is not None and not isinstance(self.penalty, ElasticNet):
+            raise TypeError(f"The 'penalty' parameter of fit must be sf.ElasticNet(alpha=..., l1_ratio=...) or None. "
+                            f"Got {type(self.penalty).__name__}.")
         if self.standardize not in (None, True, False):
             raise _bad("standardize", "True, False or None (automatic)", self.standardize)
         if self.early_stopping is not None and not isinstance(self.early_stopping, EarlyStopping):
@@ -122,7 +127,13 @@ class FitConfig:
     def resolved(self, model: Any, likelihood: Any) -> "FitConfig":
         """The automatic choices made for ``model`` and ``likelihood`` (see the module docstring)."""
         optimizer = self.optimizer
-        glm = glm_family(model, likelihood) is not None
+        glm = has_mle(model, likelihood)
+        l1 = self.penalty is not None and self.penalty.l1 > 0
+        if self.penalty is not None and not getattr(model, "scalable", False):
+            raise ValueError(f"The 'penalty' parameter of fit needs a built-in model (sf.Linear(), sf.MLP()), whose "
+                             f"slopes it knows; a {type(model).__name__} model has none to penalize.")
+        if optimizer == "auto" and l1:
+            optimizer = "proximal" if glm else "gd"
         if optimizer == "auto":
             if glm and self.learning_rate is not None:
                 raise ValueError(f"The 'learning_rate' parameter of fit ({self.learning_rate!r}) has no use with "
@@ -130,6 +141,11 @@ class FitConfig:
                                  f"by Newton's method (no learning rate). Drop learning_rate, or choose a first-order "
                                  f"optimizer, e.g. optimizer='gd' (the notebook's gradient step) or 'adam'.")
             optimizer = "newton" if glm else "adam"
+        if l1 and optimizer not in ("proximal", "gd", "sgd"):
+            raise ValueError(f"The L1 part of the penalty (l1_ratio={self.penalty.l1_ratio}) needs a proximal step: "
+                             f"optimizer='proximal' (the default for a Linear model) or 'gd'. Got "
+                             f"optimizer={optimizers.label(optimizer)!r}; or use l1_ratio=0 (ridge), which every "
+                             f"optimizer takes.")
         scalable = getattr(model, "scalable", False)
         if self.standardize and not scalable:
             raise ValueError(f"The 'standardize' parameter of fit is True, but a {type(model).__name__} model's "

@@ -23,17 +23,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import pandas as pd
 from jax import lax
 
 from ..data import checks as data_mod
-from ..data.design import Design, check_range
 from ..data.precision import dtype_scope
-from ..likelihoods.base import Likelihood
+from ..likelihoods.base import Likelihood, split_target
 from ..models.core import as_model, forward, layout
 from ..models.checks import check_model
-from . import optimizers
+from . import inputs, optimizers
+from .penalty import l1_value, l2_value, penalty_weights, prox_l1
 from .config import EarlyStopping, FitConfig
 from .assemble import Run, assemble
 from .outcome import Outcome
@@ -62,29 +60,57 @@ def _monitor(es: EarlyStopping | None, has_valid: bool) -> str | None:
 
 @functools.lru_cache(maxsize=64)
 def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
-              steps, es, masked, has_valid, names, multi, source, scaled=False):
+              steps, es, masked, has_valid, names, multi, source, scaled=False, penalty=None):
     """Build (init, chunk, evaluate) for one static configuration; jit caches by shapes."""
-    stepper = optimizers.stepper(optimizer, tol, model, likelihood)
+    # the loop's Gaussian objective is -mse, twice the unit-variance log-likelihood: its penalty counts twice
+    factor = 2.0 if likelihood.name == "gaussian" else 1.0
+    first = getattr(model, "w_name", None)
+
+    def weights_of(params, target=None):  # the penalty's per-coordinate factors (1 / scale on the first layer)
+        scale = target.get("pscale") if isinstance(target, dict) else None
+        return penalty_weights(params, first, scale)
+
+    stepper = optimizers.stepper(optimizer, tol, model, likelihood, penalty, weights_of, factor)
     monitor = _monitor(es, has_valid)
 
-    def objective(params, x, y):
+    def extra(params):  # the likelihood's own parameters (NegativeBinomial's log_alpha), if any
+        return {k: params[k] for k in likelihood.extra_params}
+
+    def index_of(params, x, offset):
         index = forward(model, params, x, multi)
-        value, sums = likelihood.objective_and_sums(index, y)
-        return value, (index, sums)
+        return index if offset is None else index + offset
+
+    def objective(params, x, target):
+        y, w, offset = split_target(target)
+        index = index_of(params, x, offset)
+        value, sums = likelihood.objective_and_sums(index, y, w, **extra(params))
+        raw = value
+        if penalty is not None and penalty.l2 > 0:  # the smooth part of the penalty joins the objective
+            value = value - factor * penalty.l2 * l2_value(params, weights_of(params, target))
+        return value, (index, sums, raw)
 
     def statistics(params, aux, value, data):
-        index, sums = aux
-        out = {f"train_{k}": v for k, v in likelihood.stats(index, data["y"], value, sums).items()}
+        index, sums = aux[0], aux[1]
+        value = aux[2] if len(aux) > 2 else value  # the log-likelihood's own, without the penalty
+        y, w, _ = split_target(data["y"])
+        out = {f"train_{k}": v for k, v in likelihood.stats(index, y, value, sums, w, **extra(params)).items()}
         if has_valid:
-            vindex = forward(model, params, data["vx"], multi)
-            out.update({f"valid_{k}": v for k, v in likelihood.stats(vindex, data["vy"]).items()})
+            vy, vw, voffset = split_target(data["vy"])
+            vindex = index_of(params, data["vx"], voffset)
+            out.update({f"valid_{k}": v for k, v in likelihood.stats(vindex, vy, w=vw, **extra(params)).items()})
         # coefficient paths on the user's scale: the loop's parameters belong to the standardized x
         raw = model.from_standard(params, data["center"], data["scale"]) if scaled else params
         out.update(model.summaries(raw, names))
+        out.update(likelihood.summaries(params))
+        if penalty is not None:  # in log-likelihood units: the train objective minus this is what is maximized
+            c = weights_of(params, data["y"])
+            out["penalty"] = penalty.l1 * l1_value(params, c) + penalty.l2 * l2_value(params, c)
         return out
 
     def init(key, start, learning_rate, n_features, n_outputs):
         params = model.init(key, n_features, n_outputs) if start is None else start
+        if likelihood.extra_params:  # joined to the model's dict; a start without them gets the defaults
+            params = {**likelihood.init_extra(), **params}
         # floating leaves take the fit's dtype (a user's float32 start in a float64 fit, and back)
         params = jax.tree.map(lambda a: a.astype(jnp.result_type(float)) if jnp.issubdtype(a.dtype, jnp.floating)
                               else a, jax.tree.map(jnp.asarray, params))
@@ -103,6 +129,9 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
         x, y = source.batch(data, step)
         value, aux, params, state, done = stepper.step(objective, carry["params"], carry["state"], x, y)
         done = jnp.asarray(done, jnp.int32)  # 0 running, 1 converged, 2 stalled (see optimizers.FirstOrder)
+        if penalty is not None and penalty.l1 > 0 and optimizer in ("gd", "sgd"):  # proximal gradient descent
+            rate = state.hyperparams["learning_rate"]
+            params = prox_l1(params, weights_of(params, y), rate * factor * penalty.l1)
         finite = jnp.isfinite(value)
         new = dict(carry, step=step + 1)
         new["bad_step"] = jnp.where((carry["bad_step"] < 0) & ~finite, step, carry["bad_step"])
@@ -150,7 +179,7 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
         """Statistics at ``params`` and the gradient norm of the loop's objective there."""
         (value, aux), grads = jax.value_and_grad(objective, has_aux=True)(params, data["x"], data["y"])
         norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
-        return statistics(params, (aux[0], None), None, data), norm
+        return statistics(params, (aux[0], None, aux[2]), None, data), norm
 
     if multi:
         init = jax.vmap(init, in_axes=(0, None, None, None, None))
@@ -188,11 +217,13 @@ def _near_divisor(n: int, want: int, most: int) -> int:
     return next((c for c in range(want, min(n, 2 * want, most) + 1) if n % c == 0), want)
 
 
-def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | None = None,
+def fit(model: Any, likelihood: Likelihood, x: Any = None, y: Any = None, *, valid: Any = None,
         optimizer: Any = "auto", learning_rate: float | None = None, steps: int = 1000, seed: int = 0,
         record_every: int = 1, restarts: int = 1, early_stopping: EarlyStopping | None = None,
-        dtype: str = "auto", tol: float = 1e-8, standardize: bool | None = None, progress: bool = False,
-        throw: bool = False, init_params: Any = None, config: FitConfig | None = None) -> Outcome:
+        dtype: str = "auto", tol: float = 1e-8, standardize: bool | None = None, penalty: Any = None,
+        progress: bool = False,
+        throw: bool = False, init_params: Any = None, config: FitConfig | None = None, weights: Any = None,
+        offset: Any = None, exposure: Any = None, formula: str | None = None, data: Any = None) -> Outcome:
     """Maximize the mean log-likelihood of ``y`` given ``model(params, x)`` with a compiled loop.
 
     Parameters
@@ -200,8 +231,15 @@ def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | No
     model : sf.Linear(), sf.MLP(...), sf.Function(...), sf.Module(...) or a flax NNX module.
     likelihood : sf.Gaussian(), sf.Bernoulli() or sf.Categorical().
     x : array of shape (n, d) or (n,), or a pandas DataFrame (its columns name the coefficients).
-    y : array of shape (n,): numbers (Gaussian), 0/1 or bool (Bernoulli), labels 0..K-1 (Categorical).
-    valid : optional (x_valid, y_valid) with the same columns; its statistics join the history.
+    y : array of shape (n,): numbers (Gaussian), 0/1 or bool (Bernoulli), labels 0..K-1 (Categorical),
+        counts (Poisson, NegativeBinomial).
+    formula, data : instead of x and y, a Wilkinson formula such as "y ~ x1 + C(region) + np.log(z)"
+        (formulaic) and the DataFrame it reads; ``predict`` re-applies it to new frames.
+    weights : frequency weights, shape (n,) (or a column name of ``data``): a weight of 2 counts the
+        row twice, for the estimates and their standard errors.
+    offset, exposure : count models: added to the index (``offset``), or ``log(exposure)``.
+    valid : optional (x_valid, y_valid) with the same columns, or (x_valid, y_valid, {"weights": ...,
+        "offset": ..., "exposure": ...}), or with a formula a DataFrame; its statistics join the history.
     optimizer : "auto" (default: "newton" for sf.Linear() with a built-in likelihood, the exact
         maximum-likelihood estimate; "adam" otherwise), "gd" (params + learning_rate * gradient, the
         notebook's step), an optax name such as "rmsprop", an optax.GradientTransformation, or
@@ -218,6 +256,10 @@ def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | No
         diagonal preconditioning; parameters, coefficient paths, summaries, predictions and saved
         models stay on the original scale. None (default): on for built-in models, off for user
         models; False reproduces a fit on the raw columns (the notebook's settings).
+    penalty : sf.ElasticNet(alpha, l1_ratio): maximize the mean log-likelihood minus
+        ``alpha * (l1_ratio * |b|_1 + (1 - l1_ratio) / 2 * |b|^2)`` over the slopes (user's scale; no
+        intercepts, no biases). Ridge (l1_ratio=0) takes every optimizer ("auto": Newton); an L1 part
+        takes "proximal" (the default for Linear) or "gd". Penalized fits have no classical standard errors.
     progress : show a progress bar (the loop then runs in chunks; the numbers do not change).
     throw : raise FitError instead of warning when the fit diverges.
     init_params : start from these parameters (a pytree like ``result.params``) instead of
@@ -236,39 +278,26 @@ def fit(model: Any, likelihood: Likelihood, x: Any, y: Any, *, valid: tuple | No
     if config is None:
         config = FitConfig(optimizer=optimizer, learning_rate=learning_rate, steps=steps, record_every=record_every,
                            restarts=restarts, seed=seed, early_stopping=early_stopping, dtype=dtype, tol=tol,
-                           standardize=standardize)
+                           standardize=standardize, penalty=penalty)
     config = config.validated()
     model = as_model(model)
     if not isinstance(likelihood, Likelihood):
         raise TypeError(f"The 'likelihood' parameter must be sf.Gaussian(), sf.Bernoulli() or sf.Categorical(). "
                         f"Got {type(likelihood).__name__}.")
     config = config.resolved(model, likelihood)
+    given = inputs.prepare(model, likelihood, config, x, y, valid=valid, weights=weights, offset=offset,
+                           exposure=exposure, formula=formula, data=data)
     if config.early_stopping is not None:
         config.early_stopping.check(likelihood)
-    xa, ya, names = data_mod.check_xy(x, y)
-    data_mod.check_labels(ya, likelihood)  # before a Categorical() compiles for classes it inferred
-    likelihood, yenc = likelihood.prepare(ya)
-    design = Design.build(xa, names, dtype=config.dtype, standardize=config.standardize)
-    if yenc.dtype.kind == "f":
-        check_range(yenc, ("y",), config.dtype, products=True, what="y")
-    vdata = None
-    if valid is not None:
-        if not (isinstance(valid, (tuple, list)) and len(valid) == 2):
-            raise TypeError("The 'valid' parameter of fit must be a pair (x_valid, y_valid).")
-        vx, vy, _ = data_mod.check_xy(valid[0], valid[1], names=names if hasattr(valid[0], "columns") else None,
-                                      prefix="valid_")
-        if vx.shape[1] != xa.shape[1]:
-            raise ValueError(f"'valid_x' has {vx.shape[1]} columns but 'x' has {xa.shape[1]}; they must match.")
-        _, vyenc = likelihood.prepare(vy, name="valid_y")
-        check_range(vx, names, config.dtype, products=not config.standardize, what="valid_x")
-        vdata = (vx, vy, vyenc)
+    data_mod.check_labels(given.ya, likelihood)  # before a Categorical() compiles for classes it inferred
     with dtype_scope(config.dtype), CtrlC():  # Ctrl-C stops the loop between chunks, never JAX mid-compile
-        init_params = check_model(model, likelihood, xa.shape, init_params)
-        return _run(model, likelihood, config, design, xa, ya, yenc, vdata, progress, throw, init_params)
+        init_params = check_model(model, given.likelihood, given.xa.shape, init_params)
+        return _run(given.model, config, given, progress, throw, init_params)
 
 
-def _run(model, likelihood, config, design, xa, ya, yenc, vdata, progress, throw, init_params=None):
+def _run(model, config, given, progress, throw, init_params=None):
     es = config.early_stopping
+    likelihood, design, xa, vdata = given.likelihood, given.design, given.xa, given.valid
     names = design.names
     n_records = config.steps // config.record_every
     chunk_records = _chunk_records(n_records, progress, es, config.optimizer in optimizers.SECOND_ORDER,
@@ -278,16 +307,18 @@ def _run(model, likelihood, config, design, xa, ya, yenc, vdata, progress, throw
     masked = (n_chunks * chunk_records != n_records or es is not None
               or config.optimizer in optimizers.SECOND_ORDER)
     multi = config.restarts > 1
-    ydt = config.dtype if yenc.dtype.kind == "f" else yenc.dtype
-    data = {"x": layout(model, design.apply(xa), config.dtype), "y": jnp.asarray(yenc.astype(ydt))}
+    pscale = design.scale if (config.penalty is not None and design.standardized) else None
+    data = {"x": layout(model, design.apply(xa), config.dtype),
+            "y": inputs.target(given.yenc, given.weights, given.offset, config.dtype, pscale)}
     if vdata is not None:
-        data.update(vx=layout(model, design.apply(vdata[0]), config.dtype), vy=jnp.asarray(vdata[2].astype(ydt)))
+        data.update(vx=layout(model, design.apply(vdata[0]), config.dtype),
+                    vy=inputs.target(vdata[2], vdata[3], vdata[4], config.dtype))
     if design.standardized:
         data.update(center=jnp.asarray(design.center, config.dtype), scale=jnp.asarray(design.scale, config.dtype))
     init, chunk, evaluate, columns = _programs(model, likelihood, config.optimizer, config.tol,
                                                config.record_every, chunk_records, config.steps, es, masked,
                                                vdata is not None, names, multi, data_mod.FullBatch(),
-                                               design.standardized)
+                                               design.standardized, config.penalty)
     key = jax.random.key(config.seed)
     keys = jax.random.split(key, config.restarts) if multi else key
     start = time.perf_counter()
@@ -322,6 +353,5 @@ def _run(model, likelihood, config, design, xa, ya, yenc, vdata, progress, throw
     carry = jax.device_get(carry)
     pieces = [{k: p[..., j] for j, k in enumerate(columns)} for p in jax.device_get(pieces)]
     seconds = time.perf_counter() - start
-    run = Run(model, likelihood, config, design, xa, ya, yenc, vdata, data, evaluate, carry, pieces, interrupted,
-              seconds)
+    run = Run(model, config, given, data, evaluate, carry, pieces, interrupted, seconds)
     return assemble(run, throw)

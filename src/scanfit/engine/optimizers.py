@@ -22,7 +22,7 @@ __all__ = ["NAMES", "SECOND_ORDER", "resolve", "default_learning_rate", "label"]
 _OPTAX = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adabelief", "adamax", "amsgrad",
           "nadam", "radam", "lion", "lamb", "lars", "novograd", "yogi", "sm3", "fromage", "noisy_sgd")
 NAMES = ("gd",) + tuple(n for n in _OPTAX if hasattr(optax, n))
-SECOND_ORDER = ("newton", "lbfgs")
+SECOND_ORDER = ("newton", "lbfgs", "proximal")  # full-batch methods that converge (and stop on tol)
 
 
 def default_learning_rate(optimizer: Any) -> float:
@@ -109,11 +109,19 @@ class FirstOrder:
         return value, aux, optax.apply_updates(params, updates), state, jnp.zeros((), jnp.int32)
 
 
-def stepper(optimizer: Any, tol: float, model=None, likelihood=None):
+def stepper(optimizer: Any, tol: float, model=None, likelihood=None, penalty=None, weights_of=None,
+            l1_scale: float = 1.0):
     """The stepper for an optimizer name or optax transformation. Second-order steppers may use
-    the model and likelihood to exploit structure (the GLM Hessian X^T W X)."""
+    the model and likelihood to exploit structure (the GLM Hessian X^T W X), except under a penalty
+    (its L2 part is in the objective: the general Newton path sees it). ``"proximal"`` handles an
+    L1 penalty (``l1_scale`` times its weight, in the loop objective's units); ``weights_of(params,
+    target)`` gives its per-coordinate factors."""
+    if optimizer == "proximal":
+        from .penalty import Proximal
+
+        return Proximal(tol, 0.0 if penalty is None else l1_scale * penalty.l1, weights_of)
     if isinstance(optimizer, str) and optimizer in SECOND_ORDER:
         from . import second_order
 
-        return second_order.make(optimizer, tol, model, likelihood)
+        return second_order.make(optimizer, tol, model, None if penalty is not None else likelihood)
     return FirstOrder(optimizer)

@@ -101,6 +101,8 @@ class Outcome:
     train: tuple | None = field(default=None, repr=False)
     valid: tuple | None = field(default=None, repr=False)
     design: Any = field(default=None, repr=False)
+    weights: Any = field(default=None, repr=False)  # the training rows' frequency weights (None: all 1)
+    offset: Any = field(default=None, repr=False)  # the training rows' index offset (count models)
 
     def fields(self) -> dict:
         """The record's fields as a dict (to build a ``FitResult`` from an ``Outcome``)."""

@@ -3,15 +3,17 @@
 Both maximize the mean log-likelihood and report how they end through ``done``: 1 (converged) when
 the criterion holds (the engine keeps that step's update: for Newton one last full step, which
 squares the remaining error), 2 (stalled) when no step raises the objective although the
-criterion does not hold. Newton's criterion is scale-free: half
-the squared Newton decrement (the gain a full step predicts) at most ``tol`` times ``max(1, |f|)``
-(``max(tol, 10 eps)`` in float32, whose rounding hides smaller gains), or a gradient norm below
-``tol``. L-BFGS: the gradient norm below ``tol`` times ``max(1, |f|)``; a step that leaves the
+criterion does not hold. Newton's criterion is scale-free: half the squared Newton
+decrement (the gain a full step predicts) at most ``max(tol**2, 100 eps)`` times ``max(1, |f|)``
+(the gain is quadratic in the parameters' error, so this puts them within about ``tol`` of the
+maximum in units of their spread; ``100 eps`` is what the dtype resolves), or a gradient norm
+below ``tol``. L-BFGS: the gradient norm below ``tol`` times ``max(1, |f|)``; a step that leaves the
 objective unchanged stalls. A stall is never called converged.
 
 ``Newton`` has two paths:
 
-- ``Linear`` with ``Gaussian``, ``Bernoulli`` or ``Categorical``: the GLM structure. With the index
+- ``Linear`` with ``Gaussian``, ``Bernoulli`` (logit or probit), ``Poisson`` or ``Categorical``: the
+  GLM structure (each scalar family's score and weight from ``likelihood.glm_terms``). With the index
   ``eta = [beta0, beta1] @ xt`` the negative Hessian of the mean log-likelihood is ``X~' W X~``
   (``X~`` is x with a column of ones; ``W`` = 2/n, p(1-p)/n, or the softmax blocks), formed from
   Linear's feature-major layout ``xt = X~'`` (the ones row comes with the data), then a Cholesky solve and
@@ -43,6 +45,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 from jax.scipy.linalg import cho_solve
 
+from ..likelihoods.base import split_target
 from ..likelihoods.glm import glm_family
 
 __all__ = ["Newton", "LBFGS", "make", "glm_family"]
@@ -54,7 +57,7 @@ MAX_HALVINGS = 30
 def make(optimizer: str, tol: float, model: Any = None, likelihood: Any = None):
     """The stepper for ``optimizer`` in ``("newton", "lbfgs")``."""
     if optimizer == "newton":
-        return Newton(tol, glm_family(model, likelihood))
+        return Newton(tol, glm_family(model, likelihood), likelihood=likelihood)
     if optimizer == "lbfgs":
         return LBFGS(tol)
     raise ValueError(f"The 'optimizer' parameter of second_order.make must be 'newton' or 'lbfgs'. Got {optimizer!r}.")
@@ -79,48 +82,48 @@ def gram(xt, w, *, low: bool = False, nonneg: bool = False):
     return (xt * w[None, :]) @ xt.T
 
 
-def _glm_gradient(family, index, y, xt):
-    """Gradient of the mean log-likelihood in the coefficients ``[beta0, beta1]`` (for Categorical:
-    classes 1..K-1 stacked, class 0 held fixed)."""
+def _glm_gradient(lik, family, index, y, xt, w=None):
+    """Gradient of the (weighted) mean log-likelihood in the coefficients ``[beta0, beta1]`` (for
+    Categorical: classes 1..K-1 stacked, class 0 held fixed). ``w``: weights normalized to mean 1."""
     n = index.shape[-1]
-    if family == "gaussian":
-        r = 2.0 * (y - index) / n
-    elif family == "bernoulli":
-        r = (0.5 * (y + 1.0) - jax.nn.sigmoid(index)) / n
-    else:
+    scale = (1.0 / n) if w is None else w / n
+    if family == "categorical":
         k = index.shape[0]
-        r = (jax.nn.one_hot(y, k, axis=0, dtype=index.dtype) - jax.nn.softmax(index, axis=0)) / n  # (k, n)
+        r = (jax.nn.one_hot(y, k, axis=0, dtype=index.dtype) - jax.nn.softmax(index, axis=0)) * jnp.reshape(scale, (1, -1))
         return (xt @ r.T).T[1:].reshape(-1)
-    return xt @ r
+    return xt @ (lik.glm_terms(index, y)[0] * scale)
 
 
-def _glm_information(family, index, xt, low: bool = False):
-    """Negative Hessian of the mean log-likelihood in the same coefficients as ``_glm_gradient``.
-    ``low``: products in float32 (a float64 fit's Newton direction needs only a few digits; its
-    gradient, line search and stopping rule stay float64, so the maximum it reaches is exact)."""
+def _glm_information(lik, family, index, y, xt, w=None, low: bool = False):
+    """Negative Hessian of the mean log-likelihood in the same coefficients as ``_glm_gradient``
+    (observed information: for the probit it depends on ``y``). ``low``: products in float32 (a
+    float64 fit's Newton direction needs only a few digits; its gradient, line search and stopping
+    rule stay float64, so the maximum it reaches is exact)."""
     n = index.shape[-1]
-    if family == "gaussian":
+    scale = (1.0 / n) if w is None else w / n
+    if family == "gaussian" and w is None:
         return gram(xt, jnp.asarray(2.0 / n, index.dtype))
-    if family == "bernoulli":
-        p = jax.nn.sigmoid(index)
-        return gram(xt, p * (1.0 - p) / n, low=low, nonneg=True)
+    if family != "categorical":
+        return gram(xt, lik.glm_terms(index, y)[1] * scale, low=low and family != "gaussian", nonneg=True)
     k = index.shape[0]
     prob = jax.nn.softmax(index, axis=0)
     blocks = [[None] * (k - 1) for _ in range(k - 1)]
     for a in range(1, k):
         for b in range(a, k):
-            w = prob[a] * ((1.0 if a == b else 0.0) - prob[b]) / n
-            blocks[a - 1][b - 1] = gram(xt, w, low=low, nonneg=a == b)
+            wab = prob[a] * ((1.0 if a == b else 0.0) - prob[b]) * scale
+            blocks[a - 1][b - 1] = gram(xt, wab, low=low, nonneg=a == b)
             blocks[b - 1][a - 1] = blocks[a - 1][b - 1]
     return jnp.block(blocks)
 
 
 def _glm_apply(family, params, t, direction):
+    lead = 1 if "beta0" in params else 0  # the intercept's coordinate comes first, when there is one
     if family != "categorical":
-        return {"beta0": params["beta0"] + t * direction[0], "beta1": params["beta1"] + t * direction[1:]}
-    d1 = params["beta1"].shape[0] + 1
-    step = t * direction.reshape(-1, d1)  # (k - 1, d + 1)
-    return {"beta0": params["beta0"].at[1:].add(step[:, 0]), "beta1": params["beta1"].at[:, 1:].add(step[:, 1:].T)}
+        new = {"beta1": params["beta1"] + t * direction[lead:]}
+        return {"beta0": params["beta0"] + t * direction[0], **new} if lead else new
+    step = t * direction.reshape(-1, params["beta1"].shape[0] + lead)  # (k - 1, [1 +] d)
+    new = {"beta1": params["beta1"].at[:, 1:].add(step[:, lead:].T)}
+    return {"beta0": params["beta0"].at[1:].add(step[:, 0]), **new} if lead else new
 
 
 def _solve_pd(a, g):
@@ -157,8 +160,9 @@ def _line_search(value_at, value, slope):
 class Newton:
     """Newton's method with a step-halving line search; see the module docstring."""
 
-    def __init__(self, tol: float, family: str | None = None, low_precision_hessian: bool = True):
+    def __init__(self, tol: float, family: str | None = None, low_precision_hessian: bool = True, likelihood=None):
         self.tol, self.family, self.low_precision_hessian = tol, family, low_precision_hessian
+        self.likelihood = likelihood
 
     def init(self, params, learning_rate=None):  # second-order steps take no learning rate
         return ()
@@ -166,8 +170,9 @@ class Newton:
     def step(self, objective, params, state, x, y):
         if self.family is not None:
             value, aux = objective(params, x, y)
-            index = aux[0]
-            g = _glm_gradient(self.family, index, y, x)
+            index = aux[0]  # with the offset, if any
+            yy, w, _ = split_target(y)
+            g = _glm_gradient(self.likelihood, self.family, index, yy, x, w)
             apply = lambda t, direction: _glm_apply(self.family, params, t, direction)  # noqa: E731
         else:
             theta, unravel = ravel_pytree(params)
@@ -176,11 +181,12 @@ class Newton:
             apply = lambda t, direction: unravel(theta + t * direction)  # noqa: E731
         gnorm = jnp.linalg.norm(g)
         converged = gnorm < self.tol
-        rel = jnp.maximum(self.tol, 10 * jnp.finfo(value.dtype).eps) * jnp.maximum(1.0, jnp.abs(value))
+        # the gain is quadratic in the parameters' error, so tol on their scale is tol**2 on the objective's
+        rel = jnp.maximum(self.tol**2, 100 * jnp.finfo(value.dtype).eps) * jnp.maximum(1.0, jnp.abs(value))
 
         def newton(_):
             if self.family is not None:
-                hess = _glm_information(self.family, index, x, low=self.low_precision_hessian)
+                hess = _glm_information(self.likelihood, self.family, index, yy, x, w, low=self.low_precision_hessian)
             else:
                 hess = -jax.hessian(lambda th: f(th)[0])(theta)
             direction = _solve_pd(hess, g)

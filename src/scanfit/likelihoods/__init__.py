@@ -4,5 +4,6 @@ from .base import Likelihood
 from .bernoulli import Bernoulli
 from .categorical import Categorical
 from .gaussian import Gaussian
+from .poisson import NegativeBinomial, Poisson
 
-__all__ = ["Likelihood", "Gaussian", "Bernoulli", "Categorical"]
+__all__ = ["Likelihood", "Gaussian", "Bernoulli", "Categorical", "Poisson", "NegativeBinomial"]

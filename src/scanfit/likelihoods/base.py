@@ -20,9 +20,29 @@ runs as one compiled CPU kernel for float32 (``scanfit.likelihoods.native``) wit
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Likelihood"]
+__all__ = ["Likelihood", "wmean", "np_wmean", "split_target"]
+
+
+def split_target(target):
+    """``(y, w, offset)`` from the loop's target: the encoded ``y`` alone, or a dict with ``"y"`` and
+    optionally ``"w"`` (weights normalized to mean 1) and ``"offset"`` (added to the index)."""
+    if isinstance(target, dict):
+        return target["y"], target.get("w"), target.get("offset")
+    return target, None, None
+
+
+def wmean(a, w=None):
+    """The mean over the last axis, weighted by ``w`` (normalized to mean 1) when given."""
+    return jnp.mean(a, axis=-1) if w is None else jnp.mean(w * a, axis=-1)
+
+
+def np_wmean(a, w=None) -> float:
+    """NumPy twin of :func:`wmean` for raw (unnormalized) weights."""
+    a = np.asarray(a, np.float64)
+    return float(np.mean(a)) if w is None else float(np.sum(w * a) / np.sum(w))
 
 
 class Likelihood:
@@ -32,20 +52,37 @@ class Likelihood:
     stat_names: tuple[str, ...] = ("objective",)
     n_outputs = 1
     point_stat = "accuracy"
+    extra_params: tuple[str, ...] = ()  # the likelihood's own parameters (e.g. NB's log_alpha), fitted with the model's
+    takes_offset = False  # count models: an offset (log exposure) adds to the index
+
+    def init_extra(self) -> dict:
+        """Starting values of ``extra_params`` (joined to the model's parameter dict)."""
+        return {}
+
+    def summaries(self, params) -> dict:
+        """Scalar summaries of the likelihood's own parameters for the history (e.g. ``alpha``)."""
+        return {}
+
+    def glm_terms(self, index, y, **extra):
+        """``(score, weight)`` per observation: the first derivative of the log-likelihood in the
+        index and minus the second (observed information), for Newton's GLM step and inference;
+        None where the likelihood has no scalar-index GLM structure."""
+        return None
 
     def prepare(self, y: np.ndarray, *, name: str = "y"):
         """Return ``(likelihood, encoded_y)``; the likelihood may learn e.g. its class count."""
         raise NotImplementedError
 
-    def objective(self, index, y):
-        raise NotImplementedError
+    def objective(self, index, y, w=None, **extra):
+        """The mean log-likelihood (weighted by ``w``, normalized to mean 1, when given)."""
+        return wmean(self.loglik(index, y, **extra), w)
 
-    def objective_and_sums(self, index, y):
+    def objective_and_sums(self, index, y, w=None, **extra):
         """``(objective, sums)``: the objective and any sums over the observations that ``stats``
         reuses, so the history's statistics come from the gradient's own forward pass."""
-        return self.objective(index, y), None
+        return self.objective(index, y, w, **extra), None
 
-    def stats(self, index, y, objective=None, sums=None) -> dict:
+    def stats(self, index, y, objective=None, sums=None, w=None, **extra) -> dict:
         raise NotImplementedError
 
     def mean(self, index):
@@ -55,9 +92,11 @@ class Likelihood:
         """Log-likelihood of each observation, shape ``(n,)``."""
         raise NotImplementedError
 
-    def null_objective(self, y_train: np.ndarray, y_eval: np.ndarray) -> float:
+    def null_objective(self, y_train: np.ndarray, y_eval: np.ndarray, w_train=None, w_eval=None,
+                       offset_train=None, offset_eval=None) -> float:
         """The mean log-likelihood on ``y_eval`` of the intercept-only model fitted to ``y_train``
-        (both encoded as ``prepare`` returns them): the baseline of McFadden's pseudo R-squared."""
+        (both encoded as ``prepare`` returns them; weights raw, offsets for count models): the
+        baseline of McFadden's pseudo R-squared."""
         raise NotImplementedError
 
     def spec(self) -> dict:

@@ -8,15 +8,17 @@ pure-JAX twin (``_pass_jax``) elsewhere.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.special import log_ndtr, ndtr
 from scipy.special import xlogy
 
 from . import native
-from .base import Likelihood
+from .base import Likelihood, np_wmean, wmean
 
 __all__ = ["Bernoulli", "log_sigmoid", "bernoulli_pass", "sum_log1p"]
 
@@ -114,15 +116,31 @@ def _bernoulli_pass_jvp(primals, tangents):
     return (sums[..., 0], sums[..., 1:]), (jnp.sum(g * dindex, axis=-1), jnp.zeros_like(sums[..., 1:]))
 
 
+LINKS = ("logit", "probit")
+
+
+def _log_cdf(z, link: str):
+    """log P(y = 1) for the signed index ``z`` (+index for a 1, -index for a 0)."""
+    return log_sigmoid(z) if link == "logit" else log_ndtr(z)
+
+
 @dataclass(frozen=True)
 class Bernoulli(Likelihood):
-    """Binary outcomes from one logit: log p(y) = log_sigmoid(+-logit), one ``exp`` per observation.
+    """Binary outcomes from one index: ``P(y = 1) = F(index)`` with ``F`` the logistic function
+    (``link="logit"``, the default) or the standard normal CDF (``link="probit"``).
 
-    Inside the loop ``y`` is encoded as a sign (+1 for 1, -1 for 0).
+    Inside the loop ``y`` is encoded as a sign (+1 for 1, -1 for 0), so the log-likelihood of an
+    observation is ``log F(y * index)`` for both links (both ``F`` are symmetric). Unweighted logit
+    fits use one pass (``bernoulli_pass``, the native kernel on the CPU).
     """
 
+    link: str = "logit"
     name = "bernoulli"
     stat_names = ("objective", "accuracy", "false_pos", "false_neg", "predavg")
+
+    def __post_init__(self):
+        if self.link not in LINKS:
+            raise ValueError(f"The 'link' parameter of Bernoulli must be one of {list(LINKS)}. Got {self.link!r} instead.")
 
     def prepare(self, y, *, name="y"):
         values = np.unique(y)
@@ -132,19 +150,26 @@ class Bernoulli(Likelihood):
                              f"{'...' if len(values) > 6 else ''}; recode the classes as 0 and 1, or use Categorical().")
         return self, np.where(y.astype(bool), 1.0, -1.0)
 
-    def objective(self, index, y):
-        return bernoulli_pass(index, y)[0]
+    def _one_pass(self, w) -> bool:
+        return w is None and self.link == "logit"
 
-    def objective_and_sums(self, index, y):
-        return bernoulli_pass(index, y)
+    def objective(self, index, y, w=None):
+        return self.objective_and_sums(index, y, w)[0]
 
-    def stats(self, index, y, objective=None, sums=None):
+    def objective_and_sums(self, index, y, w=None):
+        if self._one_pass(w):
+            return bernoulli_pass(index, y)
+        value = wmean(_log_cdf(y * index, self.link), w)
+        pred = (index > 0).astype(index.dtype)
+        return value, jnp.stack([wmean(pred, w), wmean(y * pred, w)], axis=-1)
+
+    def stats(self, index, y, objective=None, sums=None, w=None):
         if sums is None:
-            objective, sums = bernoulli_pass(index, y)
+            objective, sums = self.objective_and_sums(index, y, w)
         predavg, signed = sums[..., 0], sums[..., 1]
         true_pos = 0.5 * (predavg + signed)
         false_pos = predavg - true_pos
-        false_neg = 0.5 * (1.0 + jnp.mean(y)) - true_pos  # the share of 1s minus the true positives
+        false_neg = 0.5 * (1.0 + wmean(y, w)) - true_pos  # the share of 1s minus the true positives
         return {
             "objective": objective,
             "accuracy": 1.0 - false_pos - false_neg,
@@ -154,11 +179,19 @@ class Bernoulli(Likelihood):
         }
 
     def mean(self, index):
-        return jax.nn.sigmoid(index)
+        return jax.nn.sigmoid(index) if self.link == "logit" else ndtr(index)
 
-    def null_objective(self, y_train, y_eval):
-        p, q = float(np.mean(y_train > 0)), float(np.mean(y_eval > 0))
+    def glm_terms(self, index, y):
+        if self.link == "logit":
+            p = jax.nn.sigmoid(index)
+            return 0.5 * (y + 1.0) - p, p * (1.0 - p)
+        z = y * index
+        ratio = jnp.exp(-0.5 * z * z - 0.5 * math.log(2 * math.pi) - log_ndtr(z))  # phi(z) / Phi(z), stably
+        return y * ratio, ratio * (z + ratio)
+
+    def null_objective(self, y_train, y_eval, w_train=None, w_eval=None, offset_train=None, offset_eval=None):
+        p, q = np_wmean(y_train > 0, w_train), np_wmean(y_eval > 0, w_eval)
         return float(xlogy(q, p) + xlogy(1.0 - q, 1.0 - p))
 
     def loglik(self, index, y, **kw):
-        return log_sigmoid(y * index)
+        return _log_cdf(y * index, self.link)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.special import xlogy
 
-from .base import Likelihood
+from .base import Likelihood, wmean
 
 __all__ = ["Categorical"]
 
@@ -47,21 +47,22 @@ class Categorical(Likelihood):
         logp = jax.nn.log_softmax(index, axis=0)
         return jnp.take_along_axis(logp, y[None, :], axis=0)[0]
 
-    def objective(self, index, y):
-        return jnp.mean(self._logp(index, y))
+    def objective(self, index, y, w=None):
+        return wmean(self._logp(index, y), w)
 
-    def stats(self, index, y, objective=None, sums=None):
+    def stats(self, index, y, objective=None, sums=None, w=None):
         if objective is None:
-            objective = self.objective(index, y)
-        return {"objective": objective, "accuracy": jnp.mean(jnp.argmax(index, axis=0) == y)}
+            objective = self.objective(index, y, w)
+        return {"objective": objective, "accuracy": wmean(jnp.argmax(index, axis=0) == y, w)}
 
     def mean(self, index):
         return jax.nn.softmax(index, axis=0)
 
-    def null_objective(self, y_train, y_eval):
+    def null_objective(self, y_train, y_eval, w_train=None, w_eval=None, offset_train=None, offset_eval=None):
         k = self.n_classes
-        p = np.bincount(y_train, minlength=k) / max(len(y_train), 1)
-        q = np.bincount(y_eval, minlength=k) / max(len(y_eval), 1)
+        p = np.bincount(y_train, weights=w_train, minlength=k)
+        q = np.bincount(y_eval, weights=w_eval, minlength=k)
+        p, q = p / max(p.sum(), 1e-300), q / max(q.sum(), 1e-300)
         return float(np.sum(xlogy(q, p)))
 
     def loglik(self, index, y, **kw):

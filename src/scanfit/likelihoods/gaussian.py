@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
-from .base import Likelihood
+from .base import Likelihood, np_wmean, wmean
 
 __all__ = ["Gaussian"]
 
@@ -32,19 +32,23 @@ class Gaussian(Likelihood):
             y = y.astype(np.float64)
         return self, y.astype(np.float64)
 
-    def objective(self, index, y):
-        return -jnp.mean((y - index) ** 2)
+    def objective(self, index, y, w=None):
+        return -wmean((y - index) ** 2, w)
 
-    def stats(self, index, y, objective=None, sums=None):
-        mse = -objective if objective is not None else jnp.mean((y - index) ** 2)
+    def stats(self, index, y, objective=None, sums=None, w=None):
+        mse = -objective if objective is not None else wmean((y - index) ** 2, w)
         return {"objective": -0.5 * (jnp.log(2 * math.pi * mse) + 1.0), "mse": mse}
 
     def mean(self, index):
         return index
 
-    def null_objective(self, y_train, y_eval):
+    def glm_terms(self, index, y):
+        # of the loop's objective -mse (the profile likelihood's maximizer): d/d index and -d2/d index2
+        return 2.0 * (y - index), jnp.full_like(index, 2.0)
+
+    def null_objective(self, y_train, y_eval, w_train=None, w_eval=None, offset_train=None, offset_eval=None):
         # the profile objective (sigma at the root mean square error), as the "objective" statistic
-        mse = float(np.mean((np.asarray(y_eval, np.float64) - np.mean(y_train)) ** 2))
+        mse = np_wmean((np.asarray(y_eval, np.float64) - np_wmean(y_train, w_train)) ** 2, w_eval)
         return -0.5 * (math.log(2 * math.pi * mse) + 1.0) if mse > 0 else float("inf")
 
     def loglik(self, index, y, *, sigma):

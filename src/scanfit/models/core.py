@@ -80,12 +80,19 @@ class _FirstLayer:
     w_name, b_name = "beta1", "beta0"
 
     def from_standard(self, params, center, scale):
-        """Parameters fitted on ``(x - center) / scale`` as parameters on the raw ``x``."""
+        """Parameters fitted on ``(x - center) / scale`` as parameters on the raw ``x`` (without a
+        bias the center must be zero: only the scale is undone)."""
+        if self.b_name not in params:
+            w = params[self.w_name]
+            return {**params, self.w_name: w / scale.astype(w.dtype).reshape((-1,) + (1,) * (w.ndim - 1))}
         w, b = _unscale(params[self.w_name], params[self.b_name], center, scale)
         return {**params, self.w_name: w, self.b_name: b}
 
     def to_standard(self, params, center, scale):
         """Raw-scale parameters as parameters on ``(x - center) / scale``."""
+        if self.b_name not in params:
+            w = params[self.w_name]
+            return {**params, self.w_name: w * scale.astype(w.dtype).reshape((-1,) + (1,) * (w.ndim - 1))}
         w, b = _scale(params[self.w_name], params[self.b_name], center, scale)
         return {**params, self.w_name: w, self.b_name: b}
 
@@ -102,45 +109,48 @@ class Linear(_FirstLayer, Model):
     """Intercept ``beta0`` plus slopes ``beta1`` (shape ``(d,)``, or ``(d, k)`` for k outputs).
 
     With ``Gaussian`` this is linear regression, with ``Bernoulli`` the logit, with
-    ``Categorical`` the multinomial logit. Starts at ``init_scale * N(0, 1)``.
+    ``Categorical`` the multinomial logit, with ``Poisson`` the log-linear model. Starts at
+    ``init_scale * N(0, 1)``. ``intercept=False`` drops ``beta0`` (a formula with ``- 1``).
     """
 
     init_scale: float = 0.1
+    intercept: bool = True
     columns = True
     name = "linear"
 
     def init(self, key, n_features, n_outputs):
         k0, k1 = jax.random.split(key)
         shape0 = () if n_outputs == 1 else (n_outputs,)
-        return {"beta0": self.init_scale * jax.random.normal(k0, shape0),
-                "beta1": self.init_scale * jax.random.normal(k1, (n_features,) + shape0)}
+        slopes = {"beta1": self.init_scale * jax.random.normal(k1, (n_features,) + shape0)}
+        return {"beta0": self.init_scale * jax.random.normal(k0, shape0), **slopes} if self.intercept else slopes
 
     def columns_of(self, x):
         """``(1 + d, n)``: a row of ones, then the features. The intercept then joins the product,
         and its gradient comes out of the same product as the slopes' (no separate sum over the
         observations, no separate add of ``beta0``); ``[beta0, beta1]`` is the coefficient order
         of the GLM Newton step, which forms ``X~' W X~`` straight from this layout."""
-        return _with_ones(x, first=True)
+        return _with_ones(x, first=True) if self.intercept else x.T
 
     def index_t(self, params, xt, batched: bool = False):
-        b0, b1 = params["beta0"], params["beta1"]
-        if b1.ndim == 1:
-            return jnp.concatenate([b0[None], b1]) @ xt
-        return jnp.concatenate([b0[None, :], b1]).T @ xt
+        b1 = params["beta1"]
+        if self.intercept:
+            b0 = params["beta0"]
+            b1 = jnp.concatenate([b0[None], b1]) if b1.ndim == 1 else jnp.concatenate([b0[None, :], b1])
+        return b1 @ xt if b1.ndim == 1 else b1.T @ xt
 
     def summaries(self, params, names):
-        b0, b1 = params["beta0"], params["beta1"]
+        b1 = params["beta1"]
         # the notebook's mean and std from one stacked reduction (one kernel per step, not four)
         mean, square = jnp.mean(jnp.stack([b1, b1 * b1]), axis=tuple(range(1, b1.ndim + 1)))
         out = {"beta1_mean": mean, "beta1_std": jnp.sqrt(jnp.maximum(square - mean * mean, 0.0))}
         if b1.ndim == 1:
-            out = {"beta0": b0, **out}
+            out = {"beta0": params["beta0"], **out} if self.intercept else out
             if b1.shape[0] <= 10:
                 out.update({f"beta1_{n}": b1[j] for j, n in enumerate(names)})
         return out
 
     def spec(self):
-        return {"name": self.name, "init_scale": self.init_scale}
+        return {"name": self.name, "init_scale": self.init_scale, "intercept": self.intercept}
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ def _activations() -> tuple[str, ...]:
 
 
 MODEL = by_name({
-    "linear": record({"name": _name("linear"), "init_scale": NUMBER}),
+    "linear": record({"name": _name("linear"), "init_scale": NUMBER, "intercept": BOOL}, optional=("intercept",)),
     "mlp": record({"name": _name("mlp"), "hidden": list_of(_int_in(1, 1 << 20), 1, 64),
                    "activation": lambda v, key: _one_of(*_activations())(v, key), "init_scale": NUMBER}),
     "function": record({"name": _name("function"), "function": STR}),
@@ -145,16 +145,19 @@ MODEL = by_name({
 })
 LIKELIHOOD = by_name({
     "gaussian": record({"name": _name("gaussian")}),
-    "bernoulli": record({"name": _name("bernoulli")}),
+    "bernoulli": record({"name": _name("bernoulli"), "link": _one_of("logit", "probit")}, optional=("link",)),
+    "poisson": record({"name": _name("poisson")}),
+    "negativebinomial": record({"name": _name("negativebinomial")}),
     "categorical": record({"name": _name("categorical"), "n_classes": _int_in(2, 1 << 20)}),
 })
 CONFIG = record({
     "optimizer": STR, "custom_optimizer": BOOL, "learning_rate": _or_none(_number(positive=True)),
     "steps": POSITIVE, "record_every": POSITIVE, "restarts": POSITIVE, "seed": _int_in(-2**63),
     "dtype": _one_of("float32", "float64"), "tol": _number(positive=True), "standardize": _or_none(BOOL),
+    "penalty": _or_none(record({"alpha": _number(0.0), "l1_ratio": _number(0.0)})),
     "early_stopping": _or_none(record({"monitor": STR, "min_delta": _number(0.0), "patience": POSITIVE,
                                        "restore_best": BOOL})),
-}, optional=("standardize",))
+}, optional=("standardize", "penalty"))
 STATUS = record({"code": is_("a non-empty string", lambda v: type(v) is str and v != ""), "steps": COUNT,
                  "message": STR, "step": _or_none(COUNT)})
 FRAME = record({"columns": list_of(STR), "dtypes": dict_of(STR), "data": dict_of(list_of(SCALAR))})
@@ -192,7 +195,9 @@ META = record({
     "best_start": COUNT, "n_train": _or_none(COUNT), "n_valid": _or_none(COUNT), "restarts": _or_none(FRAME),
     "history": FRAME, "summary_text": _or_none(STR), "params": PARAMS, "extra": dict_of(lambda v, k: None),
     "digest": HEX64,
-}, optional=("digest",))
+    "design": _or_none(record({"names": list_of(STR), "center": _or_none(list_of(NUMBER)),
+                               "scale": _or_none(list_of(NUMBER)), "formula": _or_none(dict_of(lambda v, k: None))})),
+}, optional=("digest", "design"))
 
 
 def leaf_names(structure: dict) -> list[str]:
@@ -257,22 +262,28 @@ def check_meta(meta: Any) -> dict:
 
 # ---------------------------------------------------------------- parameters
 
-def _expected(model, n_features: int, n_outputs: int) -> Any:
-    """The parameter tree (shapes and dtypes) that ``model`` builds, without computing it."""
+def _expected(model, n_features: int, n_outputs: int, likelihood=None) -> Any:
+    """The parameter tree (shapes and dtypes) that ``model`` builds (with the likelihood's own
+    parameters, such as NegativeBinomial's ``log_alpha``), without computing it."""
+    def build(key):
+        params = model.init(key, n_features, n_outputs)
+        extra = likelihood.init_extra() if likelihood is not None else {}
+        return {**extra, **params} if extra else params
+
     try:
-        return jax.eval_shape(lambda key: model.init(key, n_features, n_outputs), jax.random.key(0))
+        return jax.eval_shape(build, jax.random.key(0))
     except Exception:  # a user model whose init cannot be traced: build it
-        return model.init(jax.random.key(0), n_features, n_outputs)
+        return build(jax.random.key(0))
 
 
 def _shapes(tree: Any) -> Any:
     return jax.tree.map(lambda a: list(np.shape(a)), tree)
 
 
-def check_params(params: Any, model, n_features: int, n_outputs: int, dtype: str) -> None:
+def check_params(params: Any, model, n_features: int, n_outputs: int, dtype: str, likelihood=None) -> None:
     """Raise :class:`Invalid` (built-in models) or ``ValueError`` (a user model that does not match)
-    unless ``params`` has the tree, shapes and dtypes that ``model`` builds, all finite."""
-    expected = _expected(model, n_features, n_outputs)
+    unless ``params`` has the tree, shapes and dtypes that ``model`` (and ``likelihood``) builds, all finite."""
+    expected = _expected(model, n_features, n_outputs, likelihood)
     got_shapes, want_shapes = _shapes(params), jax.tree.map(lambda a: list(a.shape), expected)
     if got_shapes != want_shapes:
         if model.name in USER_MODELS:

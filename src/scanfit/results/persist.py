@@ -48,10 +48,12 @@ import jax
 import numpy as np
 import pandas as pd
 
+from ..data.design import Design
 from ..engine import optimizers
 from ..engine.config import EarlyStopping, FitConfig
+from ..engine.penalty import ElasticNet
 from ..engine.outcome import Outcome, Status
-from ..likelihoods import Bernoulli, Categorical, Gaussian
+from ..likelihoods import Bernoulli, Categorical, Gaussian, NegativeBinomial, Poisson
 from ..models.core import MLP, Linear, as_model
 from . import model_files as files
 from .model_files import MAX_META_BYTES, META_FILE, PARAMS_FILE, ModelFileError
@@ -132,7 +134,9 @@ def _config_json(config) -> dict:
             "restarts": config.restarts, "seed": config.seed, "dtype": config.dtype, "tol": config.tol,
             "early_stopping": None if es is None else {"monitor": es.monitor, "min_delta": es.min_delta,
                                                         "patience": es.patience, "restore_best": es.restore_best},
-            **({"standardize": config.standardize} if hasattr(config, "standardize") else {})}
+            "standardize": config.standardize,
+            "penalty": None if config.penalty is None else {"alpha": config.penalty.alpha,
+                                                             "l1_ratio": config.penalty.l1_ratio}}
 
 
 def _model_json(model) -> dict:
@@ -165,7 +169,7 @@ def _self_check(path: Path, text: str, params: Any, model, likelihood, dtype: st
                          f"record_every.")
     try:
         meta = check_meta(files.parse_json(text.encode(), Invalid))
-        check_params(params, model, len(meta["feature_names"]), likelihood.n_outputs, dtype)
+        check_params(params, model, len(meta["feature_names"]), likelihood.n_outputs, dtype, likelihood)
     except Invalid as err:
         raise ValueError(f"Cannot save to {str(path)!r}: {err}.") from None
 
@@ -220,6 +224,7 @@ def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrit
         "summary_text": summary, "params": {"structure": structure,
                                             "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)},
         "extra": _clean(extra or {}), "history": _frame_to_json(result.history),
+        "design": None if getattr(result, "design", None) is None else _clean(result.design.spec()),
     }
     text = _meta_text(meta)
     _self_check(path, text, params, result.model, result.likelihood, result.config.dtype, len(result.history))
@@ -328,7 +333,7 @@ def _rebuild_model(spec: dict, model: Any):
             raise ValueError(f"The 'model' parameter of load is a {model.name!r} model but the file holds a {name!r} model.")
         return model
     if name == "linear":
-        return Linear(init_scale=spec["init_scale"])
+        return Linear(init_scale=spec["init_scale"], intercept=spec.get("intercept", True))
     if name == "mlp":
         return MLP(hidden=tuple(spec["hidden"]), activation=spec["activation"], init_scale=spec["init_scale"])
     if name == "function":
@@ -341,16 +346,35 @@ def _rebuild_model(spec: dict, model: Any):
                      "Pass the same module: sf.load(path, model=sf.Equinox(make)).")
 
 
+def _design(spec: dict | None, where: str):
+    """The fit's design (standardization, and the formula re-applied by ``predict``) from its JSON."""
+    if spec is None:
+        return None
+    formula = None
+    if spec.get("formula") is not None:
+        from ..data.formula import Formula
+
+        try:
+            formula = Formula.from_json(spec["formula"])  # validated grammar only; nothing is executed
+        except (ValueError, TypeError) as err:
+            raise ModelFileError(f"The saved model at {where!r} holds a formula that cannot be used: {err}. "
+                                 f"{files.SAVE_AGAIN}") from None
+    arr = lambda v: None if v is None else np.asarray(v, np.float64)  # noqa: E731
+    return Design(tuple(spec["names"]), arr(spec.get("center")), arr(spec.get("scale")), formula)
+
+
 def _rebuild_likelihood(spec: dict):
-    kinds = {"gaussian": Gaussian, "bernoulli": Bernoulli, "categorical": Categorical}
+    kinds = {"gaussian": Gaussian, "bernoulli": Bernoulli, "categorical": Categorical, "poisson": Poisson,
+             "negativebinomial": NegativeBinomial}
     return kinds[spec["name"]](**{k: v for k, v in spec.items() if k != "name"})
 
 
 def _config(c: dict) -> FitConfig:
     known = {f.name for f in dataclasses.fields(FitConfig)}
-    es = c["early_stopping"]
-    return FitConfig(**{k: v for k, v in c.items() if k in known and k != "early_stopping"},
-                     early_stopping=None if es is None else EarlyStopping(**es))
+    es, pen = c["early_stopping"], c.get("penalty")
+    return FitConfig(**{k: v for k, v in c.items() if k in known and k not in ("early_stopping", "penalty")},
+                     early_stopping=None if es is None else EarlyStopping(**es),
+                     penalty=None if pen is None else ElasticNet(**pen))
 
 
 def read(path: str | os.PathLike, *, model: Any = None) -> Outcome:
@@ -374,7 +398,8 @@ def read_with_info(path: str | os.PathLike, *, model: Any = None) -> tuple[Outco
     fitted_model = _rebuild_model(meta["model"], model)
     likelihood = _rebuild_likelihood(meta["likelihood"])
     try:
-        check_params(params, fitted_model, len(meta["feature_names"]), likelihood.n_outputs, meta["config"]["dtype"])
+        check_params(params, fitted_model, len(meta["feature_names"]), likelihood.n_outputs, meta["config"]["dtype"],
+                     likelihood)
     except Invalid as err:
         raise ModelFileError(f"The saved model at {where!r} is not usable: {err}. {files.SAVE_AGAIN}") from None
     try:
@@ -395,9 +420,10 @@ def read_with_info(path: str | os.PathLike, *, model: Any = None) -> tuple[Outco
         starts = [status if bool(row["chosen"]) else Status(row["status"], int(row["steps"]), "(from a saved model)")
                   for _, row in table.iterrows()]
     best = meta["best_start"]
+    design = _design(meta.get("design"), where)
     return Outcome(model=fitted_model, likelihood=likelihood, config=config, params=params, history=history,
                    status=status, feature_names=tuple(meta["feature_names"]), final=final,
                    seconds=float(meta["seconds"] or 0.0), best_start=best,
                    start_histories=[history if i == best else None for i in range(len(starts))],
                    start_params=[params if i == best else None for i in range(len(starts))],
-                   start_statuses=starts, start_finals=finals, train=None, valid=None), meta
+                   start_statuses=starts, start_finals=finals, train=None, valid=None, design=design), meta

@@ -1,0 +1,129 @@
+"""What ``fit`` receives, checked and put in the shape the loop reads.
+
+A fit takes arrays or frames (``x``, ``y``) or a formula with a frame (``formula``, ``data``), and
+optionally frequency ``weights`` and, for count models, an ``offset`` or ``exposure`` (arrays, or
+column names of ``data``). Validation data is ``(x, y)`` or ``(x, y, {"weights": ..., "offset":
+..., "exposure": ...})``; with a formula, ``valid`` may also be a frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from ..data import checks
+from ..data.design import Design, check_offset, check_range, check_weights
+
+__all__ = ["Inputs", "prepare"]
+
+
+@dataclass
+class Inputs:
+    model: Any  # as given, or Linear(intercept=False) for a formula without an intercept
+    likelihood: Any
+    design: Design
+    xa: np.ndarray  # (n, d), float64
+    ya: np.ndarray  # (n,), as given
+    yenc: np.ndarray  # (n,), as the likelihood reads it
+    weights: np.ndarray | None  # raw frequency weights
+    offset: np.ndarray | None
+    valid: tuple | None  # (x, y as given, y encoded, weights, offset)
+
+
+def _column(value, data, name: str):
+    """A column name of ``data`` (with a formula) or the values themselves."""
+    if isinstance(value, str):
+        if data is None or not hasattr(data, "columns"):
+            raise TypeError(f"The '{name}' parameter of fit is the column name {value!r}, which needs a DataFrame "
+                            f"in 'data' (with a formula); otherwise pass the values.")
+        if value not in data.columns:
+            raise ValueError(f"The '{name}' parameter of fit names the column {value!r}, which 'data' lacks; "
+                             f"it has {list(map(str, data.columns))}.")
+        return data[value].to_numpy()
+    return value
+
+
+def _from_formula(formula, data, x, y):
+    from ..data.formula import Formula
+
+    if x is not None or y is not None:
+        raise TypeError("Give fit either x and y, or formula= with data=, not both.")
+    if data is None or not hasattr(data, "columns"):
+        raise TypeError(f"The 'data' parameter of fit must be a pandas DataFrame when a formula is given. "
+                        f"Got {type(data).__name__}.")
+    spec = Formula.build(formula, data)
+    yv, X = spec.design(data)
+    import pandas as pd
+
+    return spec, pd.DataFrame(X, columns=list(spec.names)), yv
+
+
+def _valid_part(valid, spec, names, likelihood, config, data_names):
+    if spec is not None and hasattr(valid, "columns"):
+        yv, X = spec.design(valid)
+        import pandas as pd
+
+        valid = (pd.DataFrame(X, columns=list(spec.names)), yv)
+    if not (isinstance(valid, (tuple, list)) and len(valid) in (2, 3)):
+        raise TypeError("The 'valid' parameter of fit must be a pair (x_valid, y_valid), or a triple with a dict of "
+                        "'weights', 'offset' or 'exposure' third" + (", or a DataFrame with a formula." if spec else "."))
+    extra = valid[2] if len(valid) == 3 else {}
+    if not isinstance(extra, dict) or set(extra) - {"weights", "offset", "exposure"}:
+        raise TypeError(f"The third element of 'valid' must be a dict with keys among 'weights', 'offset', "
+                        f"'exposure'. Got {extra!r}.")
+    vx, vy, _ = checks.check_xy(valid[0], valid[1], names=names if hasattr(valid[0], "columns") else None,
+                                prefix="valid_")
+    if vx.shape[1] != len(data_names):
+        raise ValueError(f"'valid_x' has {vx.shape[1]} columns but 'x' has {len(data_names)}; they must match.")
+    _, vyenc = likelihood.prepare(vy, name="valid_y")
+    check_range(vx, data_names, config.dtype, products=not config.standardize, what="valid_x")
+    vw = check_weights(extra.get("weights"), len(vy), "valid_weights")
+    voff = check_offset(extra.get("offset"), extra.get("exposure"), len(vy), likelihood, prefix="valid_")
+    return vx, vy, vyenc, vw, voff
+
+
+def prepare(model, likelihood, config, x, y, *, valid=None, weights=None, offset=None, exposure=None,
+            formula=None, data=None) -> Inputs:
+    """Check everything ``fit`` was given (see the module docstring) for a resolved ``config``."""
+    spec = None
+    if formula is not None:
+        spec, x, y = _from_formula(formula, data, x, y)
+        if not spec.intercept and getattr(model, "intercept", None) is True:
+            model = replace(model, intercept=False)  # "y ~ x - 1": the formula's columns are the whole design
+    elif x is None or y is None:
+        raise TypeError("fit needs the data: x and y, or formula= with data=.")
+    weights, offset, exposure = (_column(v, data, n) for v, n in
+                                 ((weights, "weights"), (offset, "offset"), (exposure, "exposure")))
+    xa, ya, names = checks.check_xy(x, y)
+    likelihood, yenc = likelihood.prepare(ya)
+    w = check_weights(weights, len(ya))
+    design = Design.build(xa, names, dtype=config.dtype, standardize=config.standardize,
+                          centered=getattr(model, "intercept", True), weights=w)
+    if spec is not None:
+        design = replace(design, formula=spec)
+    if yenc.dtype.kind == "f":
+        check_range(yenc, ("y",), config.dtype, products=True, what="y")
+    off = check_offset(offset, exposure, len(ya), likelihood)
+    vdata = None if valid is None else _valid_part(valid, spec, names, likelihood, config, names)
+    return Inputs(model, likelihood, design, xa, ya, yenc, w, off, vdata)
+
+
+def target(yenc, weights, offset, dtype, pscale=None):
+    """The loop's target: ``y`` alone, or a dict with normalized weights, the offset and (penalized fits
+    on standardized columns) the columns' scale, which the penalty's factors need."""
+    import jax.numpy as jnp
+
+    ydt = dtype if yenc.dtype.kind == "f" else yenc.dtype
+    y = jnp.asarray(yenc.astype(ydt))
+    if weights is None and offset is None and pscale is None:
+        return y
+    out = {"y": y}
+    if weights is not None:
+        out["w"] = jnp.asarray(weights / np.mean(weights), dtype)
+    if offset is not None:
+        out["offset"] = jnp.asarray(offset, dtype)
+    if pscale is not None:
+        out["pscale"] = jnp.asarray(pscale, dtype)
+    return out
