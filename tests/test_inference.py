@@ -238,8 +238,8 @@ def test_summary_table_text_and_errors():
     assert f"{s.attrs['aic']:.6g}" in text
     np.testing.assert_allclose(r.bse, s["std_err"], rtol=1e-12)
     assert r.summary() is not r.summary()  # tables are fresh; the estimate underneath is cached
-    with pytest.raises(ValueError, match="'cov_type' parameter must be 'nonrobust' or 'robust'.*Got 'HC3'"):
-        r.summary(cov_type="HC3")
+    with pytest.raises(ValueError, match="'cov_type' parameter must be one of .*'HC3', 'cluster'.*Got 'HC4'"):
+        r.summary(cov_type="HC4")
     with pytest.raises(ValueError, match=r"'alpha' parameter must be a float in \(0, 1\).*Got 5"):
         r.conf_int(alpha=5)
     xc, yc = mnlogit_cases()["synthetic"]

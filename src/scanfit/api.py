@@ -16,4 +16,7 @@ __all__ = ["fit"]
 
 @functools.wraps(loop.fit)
 def fit(*args, **kwargs) -> FitResult:
-    return FitResult.of(loop.fit(*args, **kwargs))
+    result = FitResult.of(loop.fit(*args, **kwargs))
+    if kwargs.get("formula") is not None:
+        result.data = kwargs.get("data")  # its columns may name groups for clustered standard errors
+    return result
