@@ -89,7 +89,8 @@ def separation(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], n_classes: 
                 return (f"The maximum-likelihood estimate does not exist: the column {name!r} separates y={k} from "
                         f"{rest} perfectly (y={k} has {name} in [{_fmt(inside.min())}, {_fmt(inside.max())}], "
                         f"{rest} in [{_fmt(outside.min())}, {_fmt(outside.max())}]); its coefficient would be "
-                        f"infinite. Drop {name!r}, or use a penalized fit.")
+                        f"infinite. Drop {name!r}, or fit with a ridge penalty, penalty=sf.ElasticNet(alpha=..., "
+                        f"l1_ratio=0) (its estimates are biased towards zero and have no classical standard errors).")
     design = np.column_stack([np.ones(n), x])
     k1 = n_classes - 1
     rows = []  # margin of the observed class over each other class: eta_y - eta_k >= 0, eta_0 = 0
@@ -123,7 +124,9 @@ def separation(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], n_classes: 
             else f"quasi-complete separation: {int(per_obs.sum())} of {n} observations are")
     return (f"The maximum-likelihood estimate does not exist: the classes are perfectly separated ({kind} "
             f"classified without error by a linear rule in {cols}), so some coefficients would be infinite. "
-            f"Drop or merge the separating columns, collect more data, or use a penalized fit.")
+            f"Drop or merge the separating columns, collect more data, or fit with a ridge penalty, "
+            f"penalty=sf.ElasticNet(alpha=..., l1_ratio=0) (its estimates are biased towards zero and have no "
+            f"classical standard errors).")
 
 
 def singular(info: np.ndarray, names: list[str]) -> str | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["Section", "write", "result_section", "summary_or_reason"]
+__all__ = ["Section", "write", "result_section", "summary_or_reason", "header_statistics"]
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
@@ -85,8 +85,8 @@ def write(path: str | Path, title: str, sections: list[Section], *, intro: str =
     return path
 
 
-def summary_or_reason(result) -> str | None:
-    """``result.summary_text()``, or one line saying why there is none (None without the method)."""
+def summary_or_reason(result, **options) -> str | None:
+    """``result.summary_text(**options)``, or one line saying why there is none (None without the method)."""
     import warnings
 
     if not hasattr(result, "summary_text") or getattr(result, "train", None) is None:
@@ -94,9 +94,32 @@ def summary_or_reason(result) -> str | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return result.summary_text()
+            return result.summary_text(**options)
     except Exception as err:  # the summary is optional; say why it is missing
         return f"(no summary table: {err})"
+
+
+def header_statistics(result) -> pd.DataFrame | None:
+    """The summary header's model statistics (observations, log-likelihood, the null model and the LR
+    test against it, McFadden's pseudo R-squared, AIC, BIC) as a two-column table; None when the
+    result has no summary (no training data, a network)."""
+    import warnings
+
+    if not hasattr(result, "summary") or getattr(result, "train", None) is None:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = result.summary().attrs
+    except Exception:  # the table is optional; summary_or_reason says why there is none
+        return None
+    rows = [("observations", a["n_obs"]), ("parameters", a["k"]), ("log-likelihood", a["loglik"]),
+            ("null log-likelihood (intercept only)", a["llnull"]),
+            (f"LR chi-squared against the null ({a['llr_df']} df)", a["llr"]), ("LR p-value", a["llr_pvalue"]),
+            ("pseudo R-squared (McFadden)", a["pseudo_r2"]), ("AIC", a["aic"]), ("BIC", a["bic"])]
+    if "sigma" in a:
+        rows.append(("sigma", a["sigma"]))
+    return pd.DataFrame(rows, columns=["statistic", "value"])
 
 
 def result_section(title: str, result, images: list[tuple[str, Path]] = (), *, text: list[str] = (),
@@ -111,6 +134,9 @@ def result_section(title: str, result, images: list[tuple[str, Path]] = (), *, t
     final = pd.DataFrame([{"statistic": k, "value": v} for k, v in result.final.items()])
     section = Section(title, text=[*text, f"Status: {result.status}"],
                       tables=[("Settings", settings), ("Final statistics", final)], images=list(images))
+    header = header_statistics(result)
+    if header is not None:
+        section.tables.append(("Model statistics", header))
     if len(result.start_finals) > 1:
         section.tables.append(("Restarts", result.restarts))
     summary = summary if summary is not None else summary_or_reason(result)
