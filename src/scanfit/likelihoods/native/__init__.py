@@ -35,7 +35,7 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["bernoulli_target", "status"]
+__all__ = ["bernoulli_target", "cache_base", "cpu_signature", "private_dir", "status"]
 
 TARGET = "scanfit_bernoulli_pass"
 SOURCE = Path(__file__).with_name("bernoulli.cc")
@@ -53,7 +53,8 @@ def status() -> str:
     return _STATUS[0]
 
 
-def _cpu_signature() -> str:
+def cpu_signature() -> str:
+    """The CPU's feature flags (what code compiled for this machine may use)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
         return next((line for line in text.splitlines() if line.startswith(("flags", "Features"))), text[:200])
@@ -61,9 +62,17 @@ def _cpu_signature() -> str:
         return platform.processor()
 
 
-def _cache_dir() -> Path:
-    """The cache directory, created private (0700); refused unless it is this user's and closed to others."""
-    cache = Path(os.environ.get("SCANFIT_CACHE") or Path.home() / ".cache" / "scanfit")
+def cache_base() -> Path:
+    """scanfit's cache directory: ``$SCANFIT_CACHE``, default ``~/.cache/scanfit`` (not created here)."""
+    return Path(os.environ.get("SCANFIT_CACHE") or Path.home() / ".cache" / "scanfit")
+
+
+def private_dir(cache: Path, env: str = "SCANFIT_CACHE") -> Path:
+    """The directory ``cache``, created private (0700); refused unless it is this user's and closed to others.
+
+    What scanfit keeps there (kernel libraries, compiled programs) is code it runs, so a directory
+    others may write to is refused; ``env`` is the variable the messages suggest for another place."""
+    cache = Path(cache)
     cache.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.mkdir(cache, 0o700)
@@ -71,17 +80,21 @@ def _cache_dir() -> Path:
         pass
     st = os.stat(cache)
     if not stat.S_ISDIR(st.st_mode):
-        raise RuntimeError(f"the cache {str(cache)!r} is not a directory; remove it or set SCANFIT_CACHE")
+        raise RuntimeError(f"the cache {str(cache)!r} is not a directory; remove it or set {env}")
     if hasattr(os, "getuid") and st.st_uid != os.getuid():
         raise RuntimeError(f"the cache directory {str(cache)!r} belongs to user id {st.st_uid}, not to you; "
-                           f"set SCANFIT_CACHE to a directory of your own")
+                           f"set {env} to a directory of your own")
     if st.st_mode & 0o022:
         raise RuntimeError(f"the cache directory {str(cache)!r} can be written by other users (mode "
-                           f"{stat.S_IMODE(st.st_mode):o}), so a library there may not be scanfit's; remove it "
-                           f"(scanfit recreates it private) or set SCANFIT_CACHE")
+                           f"{stat.S_IMODE(st.st_mode):o}), so what is there may not be scanfit's; remove it "
+                           f"(scanfit recreates it private) or set {env}")
     if st.st_mode & 0o077:
         os.chmod(cache, 0o700)
     return cache
+
+
+def _cache_dir() -> Path:
+    return private_dir(cache_base())
 
 
 def _owned_file(fd: int, limit: int) -> os.stat_result | None:
@@ -164,7 +177,7 @@ def _build(compiler: str, lib_path: Path) -> int:
 def _key(compiler: str) -> str:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
     return hashlib.sha256("\n".join([SOURCE.read_text(), " ".join(FLAGS + NATIVE_FLAGS), version,
-                                     _cpu_signature(), jax.__version__]).encode()).hexdigest()[:16]
+                                     cpu_signature(), jax.__version__]).encode()).hexdigest()[:16]
 
 
 def load_library(compiler: str) -> tuple[ctypes.CDLL, Path, bool]:
