@@ -1,0 +1,232 @@
+"""Compiled programs kept on disk, so that a fit compiled once loads in the next process.
+
+Most of a small fit's time is XLA compiling its programs (the loop's ``init``, ``chunk`` and
+``evaluate``, and a dozen small ones). JAX can keep compiled programs in a directory and load
+them in later processes (its persistent compilation cache); scanfit turns that on when the engine
+is imported, in ``$SCANFIT_CACHE/jax-cache/<cpu>/`` (default ``~/.cache/scanfit``), unless:
+
+- ``SCANFIT_COMPILATION_CACHE=0`` (or ``off``) turns it off, and ``SCANFIT_COMPILATION_CACHE=PATH``
+  moves it; in a running process :func:`compilation_cache` does the same;
+- JAX's cache is already the user's (``jax.config.jax_compilation_cache_dir`` set, or
+  ``JAX_COMPILATION_CACHE_DIR`` in the environment) or turned off (``jax_enable_compilation_cache``):
+  then scanfit changes none of JAX's settings.
+
+What scanfit sets (process-wide: JAX has one cache per process): the directory; a minimum compile
+time of 0 (JAX's default, 1 s, would keep none of scanfit's programs: they are small but many) and
+a bound of 1 GiB (JAX evicts the least recently used entries), each unless the user set it. The
+directory is created private (0700) and refused unless it is this user's and closed to others, as
+the native kernel's (``likelihoods.native.private_dir``): a compiled program is code this process
+runs. The last part of the default path hashes the CPU's features, so a home directory shared by
+machines of different CPUs never loads a program built for another.
+
+Two processes at once: JAX's file cache writes an entry in place (not through a rename), but with a
+size bound every read and write holds a file lock (``filelock``), so no process reads a half-written
+entry; an entry is written once and never replaced. The native Bernoulli kernel: its FFI target is
+registered while the loop is traced (``native.bernoulli_target()``), and JAX looks up the cache only
+after tracing and lowering, so a cached program that calls the kernel is never loaded before the
+target exists. ``scanfit cache`` shows the cache, ``scanfit cache --clear`` empties it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import jax
+
+from ..likelihoods.native import cache_base, cpu_signature, private_dir
+
+__all__ = ["ENV", "clear", "compilation_cache", "configure", "default_dir", "describe", "status"]
+
+ENV = "SCANFIT_COMPILATION_CACHE"
+OFF = ("0", "off", "false", "no")
+ON = ("", "1", "on", "true", "yes")
+MAX_BYTES = 1 << 30
+MIN_COMPILE_SECS = 0.0
+_JAX_DEFAULTS = {"jax_persistent_cache_min_compile_time_secs": 1.0, "jax_compilation_cache_max_size": -1}
+_OURS = {"jax_persistent_cache_min_compile_time_secs": MIN_COMPILE_SECS, "jax_compilation_cache_max_size": MAX_BYTES}
+_STATE: dict = {"dir": None, "status": "not configured yet", "restore": {}}
+_ASK = object()
+
+
+def default_dir() -> Path:
+    """``$SCANFIT_CACHE/jax-cache/<cpu>``, created private (0700)."""
+    root = private_dir(private_dir(cache_base()) / "jax-cache")
+    return private_dir(root / hashlib.sha256(cpu_signature().encode()).hexdigest()[:12])
+
+
+def status() -> str:
+    """Where this process keeps compiled programs, or why it keeps none."""
+    return _STATE["status"]
+
+
+def _users_own() -> str | None:
+    """Why JAX's cache is the user's business (their directory, or turned off), else None."""
+    if not jax.config.jax_enable_compilation_cache:
+        return "off: JAX's persistent cache is turned off (jax_enable_compilation_cache); scanfit leaves it so"
+    current = jax.config.jax_compilation_cache_dir
+    if current and current != _STATE["dir"] or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return f"JAX's own cache at {current!r}, set outside scanfit (scanfit leaves JAX's settings alone)"
+    return None
+
+
+def _use(path: Path | None, env: str) -> Path | None:
+    """Point JAX's cache at ``path`` (checked private) with scanfit's settings; None turns scanfit's off."""
+    from jax.experimental.compilation_cache import compilation_cache as jax_cache
+
+    if path is not None:
+        path = private_dir(path, env)
+    jax.config.update("jax_compilation_cache_dir", None if path is None else str(path))
+    restore = _STATE["restore"]  # the settings scanfit changed, as they were before
+    for name, value in _OURS.items():
+        current = getattr(jax.config, name)
+        if path is None:
+            if name in restore and current == value:  # still scanfit's value: give the old one back
+                jax.config.update(name, restore[name])
+            restore.pop(name, None)
+        elif name in restore or name.upper() in os.environ or current != _JAX_DEFAULTS[name]:
+            continue  # already scanfit's, or the user's own: left as it is
+        elif name != "jax_compilation_cache_max_size" or _has_filelock():
+            restore[name] = current  # (JAX's eviction needs filelock; without it: unbounded, scanfit cache --clear)
+            jax.config.update(name, value)
+    jax_cache.reset_cache()  # JAX opens its cache once, at the first compile; a moved one must be opened again
+    _STATE["dir"] = None if path is None else str(path)
+    return path
+
+
+def _has_filelock() -> bool:
+    try:
+        import filelock  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def configure() -> None:
+    """Turn the cache on as the environment says (called once, when the engine is imported); never raises."""
+    setting = os.environ.get(ENV, "").strip()
+    if setting.lower() in OFF:
+        _STATE["status"] = f"off ({ENV}={setting})"
+        return
+    own = _users_own()
+    if own is not None:
+        _STATE["status"] = own
+        return
+    explicit = setting.lower() not in ON
+    try:
+        where = _use(Path(setting).expanduser() if explicit else default_dir(), ENV if explicit else "SCANFIT_CACHE")
+    except (OSError, RuntimeError, ValueError) as err:  # no cache only costs compile time
+        _STATE["status"] = f"off: {err}"
+        if explicit:
+            warnings.warn(f"scanfit's compilation cache is off: {err}", RuntimeWarning, stacklevel=2)
+        return
+    _STATE["status"] = f"on: {where}"
+
+
+def compilation_cache(path=_ASK) -> Path | None:
+    """Where compiled programs are kept between processes; move that place or turn it off.
+
+    scanfit keeps JAX's compiled programs in ``$SCANFIT_CACHE/jax-cache/`` (default
+    ``~/.cache/scanfit``), so a fit compiled in one process loads in the next instead of compiling again.
+
+    - ``compilation_cache()``: the directory JAX's cache uses now, or None when it is off.
+    - ``compilation_cache(path)``: keep them in ``path`` from now on (created private, 0700; refused
+      unless it is yours and closed to others: a compiled program is code this process runs).
+    - ``compilation_cache(None)``: turn scanfit's cache off in this process and give back the JAX
+      settings scanfit changed; a cache you set for JAX yourself is left alone.
+
+    ``SCANFIT_COMPILATION_CACHE=0`` (off) or ``=PATH`` does the same for new processes; a cache set for
+    JAX before scanfit is imported (``jax_compilation_cache_dir``) is never replaced unless you call
+    this with a path. ``scanfit cache`` shows the cache's size, ``scanfit cache --clear`` empties it.
+
+    >>> import scanfit as sf
+    >>> sf.compilation_cache()  # doctest: +SKIP
+    PosixPath('/home/me/.cache/scanfit/jax-cache/3f2a...')
+    """
+    if path is _ASK:
+        current = jax.config.jax_compilation_cache_dir
+        return Path(current) if current and jax.config.jax_enable_compilation_cache else None
+    if path is None:
+        if _STATE["dir"] is not None and jax.config.jax_compilation_cache_dir == _STATE["dir"]:
+            _use(None, ENV)
+            _STATE["status"] = "off (scanfit.compilation_cache(None))"
+        return compilation_cache()
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"The 'path' parameter must be a directory (str or Path) or None. Got {path!r}.")
+    if not jax.config.jax_enable_compilation_cache:
+        raise ValueError("JAX's persistent cache is turned off (jax_enable_compilation_cache=False); turn it on "
+                         "first, or leave the cache off.")
+    where = _use(Path(path).expanduser(), "scanfit.compilation_cache(path)")
+    _STATE["status"] = f"on: {where}"
+    return where
+
+
+def _files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
+    return [p for pattern in patterns for p in folder.glob(pattern) if p.is_file() and not p.is_symlink()]
+
+
+ENTRY_FILES = ("*-cache", "*-atime")  # JAX's names: <key>-cache (the program), <key>-atime (its last use)
+KERNEL_FILES = ("bernoulli-*.so", "bernoulli-*.so.sha256")
+
+
+def _places() -> list[tuple[str, Path, tuple[str, ...]]]:
+    """(what, directory, file patterns) for everything scanfit keeps; nothing is created here."""
+    base = cache_base()
+    places = [("compiled programs", d, ENTRY_FILES) for d in sorted((base / "jax-cache").glob("*")) if d.is_dir()]
+    current = _STATE["dir"]
+    if current is not None and all(d != Path(current) for _, d, _ in places):
+        places.append(("compiled programs", Path(current), ENTRY_FILES))
+    return places + [("native kernels", base, KERNEL_FILES)]
+
+
+def describe() -> list[str]:
+    """Lines for ``scanfit cache``: where the cache is, its state in this process, and its size."""
+    lines = [f"Compilation cache: {status()}"]
+    for what, folder, patterns in _places():
+        files = _files(folder, patterns)
+        count = sum(1 for p in files if not p.name.endswith(("-atime", ".sha256")))
+        lines.append(f"{what}: {folder} ({count} {'entries' if count != 1 else 'entry'}, "
+                     f"{_size(sum(p.stat().st_size for p in files))})")
+    return lines
+
+
+def clear() -> list[str]:
+    """Delete the compiled programs and native kernels scanfit keeps (other files are left); lines saying what."""
+    lines = []
+    for what, folder, patterns in _places():
+        with _locked(folder if patterns is ENTRY_FILES else None):
+            files = _files(folder, patterns)
+            freed = sum(p.stat().st_size for p in files)
+            for p in files:
+                p.unlink(missing_ok=True)
+        lines.append(f"Deleted {len(files)} files of {what} ({_size(freed)}) in {folder}")
+    return lines
+
+
+class _locked:
+    """JAX's lock on a cache directory (held by its reads and writes when the size is bounded)."""
+
+    def __init__(self, folder: Path | None):
+        self.lock = None
+        if folder is not None and _has_filelock():
+            import filelock
+
+            self.lock = filelock.FileLock(folder / ".lockfile")
+
+    def __enter__(self):
+        if self.lock is not None:
+            self.lock.acquire(timeout=10)
+
+    def __exit__(self, *exc):
+        if self.lock is not None:
+            self.lock.release()
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
