@@ -61,3 +61,6 @@ def test_readme_statisticians_section_runs_and_matches_statsmodels(capsys):
     assert scope["negbin"].summary().loc["alpha", "estimate"] == pytest.approx(nb.params["alpha"], rel=1e-5)
     pr = sm.Probit(scope["spector"].endog, sm.add_constant(scope["spector"].exog)).fit(disp=0)
     np.testing.assert_allclose(scope["probit"].summary()["estimate"], pr.params, rtol=1e-6)
+    margins = pr.get_margeff(at="overall").summary_frame()
+    np.testing.assert_allclose(scope["probit"].marginal_effects()["estimate"], margins["dy/dx"], rtol=1e-5)
+    assert (scope["lasso"].params["beta1"] == 0).any()

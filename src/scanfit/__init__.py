@@ -18,12 +18,15 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the table below imp
     from .data import datasets
     from .data.identification import NotIdentifiedError
     from .engine import optimizers
+    from .engine.cache import compilation_cache
     from .engine.config import EarlyStopping, FitConfig
+    from .engine.penalty import ElasticNet
     from .engine.outcome import FitError, FitWarning, Status
-    from .likelihoods import Bernoulli, Categorical, Gaussian, Likelihood
+    from .likelihoods import Bernoulli, Categorical, Gaussian, Likelihood, NegativeBinomial, Poisson
     from .models import MLP, Function, Linear, Module
     from .models.equinox import Equinox
     from .results import inference
+    from .results.inference import lr_test
     from .results.persist import ModelFileError
     from .results.result import FitResult, load
     from .show import plots
@@ -36,9 +39,11 @@ _LAZY = {
     "datasets": (".data.datasets", None), "optimizers": (".engine.optimizers", None),
     "plots": (".show.plots", None), "inference": (".results.inference", None),
     "EarlyStopping": (".engine.config", "EarlyStopping"), "FitConfig": (".engine.config", "FitConfig"),
-    "fit": (".api", "fit"),
+    "ElasticNet": (".engine.penalty", "ElasticNet"),
+    "fit": (".api", "fit"), "compilation_cache": (".engine.cache", "compilation_cache"),
     "Bernoulli": (".likelihoods", "Bernoulli"), "Categorical": (".likelihoods", "Categorical"),
     "Gaussian": (".likelihoods", "Gaussian"), "Likelihood": (".likelihoods", "Likelihood"),
+    "Poisson": (".likelihoods", "Poisson"), "NegativeBinomial": (".likelihoods", "NegativeBinomial"),
     "MLP": (".models", "MLP"), "Function": (".models", "Function"), "Linear": (".models", "Linear"),
     "Module": (".models", "Module"), "Equinox": (".models.equinox", "Equinox"),
     "load": (".results.result", "load"), "ModelFileError": (".results.persist", "ModelFileError"),
@@ -46,12 +51,14 @@ _LAZY = {
     "FitError": (".engine.outcome", "FitError"), "FitWarning": (".engine.outcome", "FitWarning"),
     "Status": (".engine.outcome", "Status"),
     "NotIdentifiedError": (".data.identification", "NotIdentifiedError"),
+    "lr_test": (".results.inference", "lr_test"),
 }
 
 __all__ = [
     "datasets", "optimizers", "fit", "FitConfig", "EarlyStopping", "FitResult", "Status", "FitError", "FitWarning",
-    "Linear", "MLP", "Function", "Module", "Equinox", "Gaussian", "Bernoulli", "Categorical", "Likelihood", "__version__",
-    "load", "ModelFileError", "plots", "inference", "NotIdentifiedError",
+    "Linear", "MLP", "Function", "Module", "Equinox", "Gaussian", "Bernoulli", "Categorical", "Poisson",
+    "NegativeBinomial", "Likelihood", "ElasticNet", "__version__",
+    "load", "ModelFileError", "plots", "inference", "NotIdentifiedError", "lr_test", "compilation_cache",
 ]
 
 

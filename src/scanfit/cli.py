@@ -4,6 +4,7 @@
     scanfit fit TABLE --target COL [...]         fit a model to a CSV or Parquet table
     scanfit predict MODEL_DIR TABLE [--out F]    predictions for a table
     scanfit summary MODEL_DIR                    what a saved model is
+    scanfit cache [--clear]                      where compiled programs are kept, and their size
 
 JAX and the rest of scanfit are imported inside the commands, so ``scanfit --help`` is fast.
 """
@@ -31,6 +32,13 @@ class LikelihoodKind(str, Enum):
     gaussian = "gaussian"
     bernoulli = "bernoulli"
     categorical = "categorical"
+    poisson = "poisson"
+    negativebinomial = "negativebinomial"
+
+
+class Link(str, Enum):
+    logit = "logit"
+    probit = "probit"
 
 
 class Activation(str, Enum):
@@ -157,7 +165,10 @@ def _parse_list(value: Optional[str], option: str, kind=str) -> Optional[list]:
 @app.command()
 def fit(
     table: Annotated[Path, typer.Argument(help="CSV or Parquet file with one row per observation.")],
-    target: Annotated[str, typer.Option(help="The column to predict.")],
+    target: Annotated[Optional[str], typer.Option(help="The column to predict (or give --formula).")] = None,
+    formula: Annotated[Optional[str], typer.Option(
+        help="A formula instead of --target/--features, e.g. 'y ~ x1 + C(region) + np.log(income)' (text columns "
+             "enter through C(...)).")] = None,
     features: Annotated[Optional[str], typer.Option(help="Comma-separated feature columns (default: all others).")]
     = None,
     model: Annotated[ModelKind, typer.Option(help="linear: intercept and slopes; mlp: a neural network.")]
@@ -166,7 +177,16 @@ def fit(
     activation: Annotated[Activation, typer.Option(help="Hidden-layer activation for --model mlp.")]
     = Activation.sigmoid,
     likelihood: Annotated[Optional[LikelihoodKind], typer.Option(
-        help="Default from the target: two values bernoulli, 3-20 classes categorical, else gaussian.")] = None,
+        help="Default from the target: two values bernoulli, 3-20 classes categorical, else gaussian; poisson and "
+             "negativebinomial (counts) only when asked.")] = None,
+    link: Annotated[Optional[Link], typer.Option(help="Link of a bernoulli target: logit (default) or probit.")]
+    = None,
+    weights: Annotated[Optional[str], typer.Option(help="Column of frequency weights (a weight of 2 counts the "
+                                                        "row twice); not a feature.")] = None,
+    exposure: Annotated[Optional[str], typer.Option(help="Column of exposures for count models (log(exposure) is "
+                                                         "the offset); not a feature.")] = None,
+    offset: Annotated[Optional[str], typer.Option(help="Column added to the index (count models); not a feature.")]
+    = None,
     optimizer: Annotated[Optimizer, typer.Option(help="auto: newton for --model linear (the maximum-likelihood "
                                                       "estimate), adam for mlp; gd (plain gradient steps), an optax "
                                                       "name, newton or lbfgs.")]
@@ -222,7 +242,7 @@ def fit(
         mdl = sf.Linear() if model is ModelKind.linear else sf.MLP(hidden=tuple(hidden_units),
                                                                      activation=activation.value)
         lik = None if likelihood is None else likelihood.value
-        if target in frame.columns:
+        if target is not None and target in frame.columns:
             con.print(f"Likelihood: {tables.encode_target(frame[target], lik).reason}", markup=False)
         if valid_fraction is None:
             valid_fraction = 0.0 if model is ModelKind.linear else 0.2
@@ -232,7 +252,8 @@ def fit(
                 frame, target=target, features_=feature_list, model=mdl, likelihood=lik,
                 valid_fraction=valid_fraction, seed=seed, optimizer=optimizer.value, learning_rate=learning_rate,
                 steps=steps, restarts=restarts, progress=progress, standardize=standardize, dtype=dtype.value,
-                cluster=cluster)
+                cluster=cluster, formula=formula, link=None if link is None else link.value, weights=weights,
+                exposure=exposure, offset=offset)
         if result.status.code == "interrupted" and result.history.empty:
             raise KeyboardInterrupt  # stopped before its first steps: nothing to save
         n_valid = 0 if result.valid is None else len(result.valid[1])
@@ -354,6 +375,23 @@ def summary(
     con.print(_rich_table(tables.final_table(final), "Final statistics"))
     if meta.get("summary_text"):
         con.print(meta["summary_text"], markup=False)
+
+
+@app.command()
+def cache(
+    clear: Annotated[bool, typer.Option(help="Delete the compiled programs and native kernels scanfit keeps (they "
+                                             "are built again when next needed).")] = False,
+) -> None:
+    """Where scanfit keeps compiled programs between processes ($SCANFIT_CACHE), and their size."""
+    from .engine import cache as compiled
+
+    try:
+        lines = compiled.clear() if clear else compiled.describe()
+    except (OSError, RuntimeError, TimeoutError) as err:
+        _fail(err)
+    con = _console()
+    for text in lines:
+        con.print(text, markup=False)
 
 
 if __name__ == "__main__":  # python -m scanfit.cli

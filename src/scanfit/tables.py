@@ -29,6 +29,7 @@ __all__ = ["read", "encode_target", "features", "Target", "fit_table", "write_ou
            "final_table", "MAX_CLASSES"]
 
 MAX_CLASSES = 20
+COUNTS = ("poisson", "negativebinomial")
 READERS = {".csv": "csv", ".txt": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -107,6 +108,11 @@ def encode_target(column: pd.Series, likelihood: str | None) -> Target:
         chosen = True
     else:
         chosen = False
+    if likelihood in COUNTS:  # only when asked: integer targets are never taken for counts by guessing
+        if not numeric or (values.astype(float) < 0).any():
+            raise ValueError(f"The {likelihood} likelihood needs counts (numbers >= 0) in the target; column {name!r} "
+                             f"holds values such as {classes[:3]}. Use --likelihood gaussian or categorical.")
+        return Target(name, likelihood, values.astype(float), None, f"{likelihood} (as asked)")
     if likelihood == "gaussian":
         if not numeric:
             raise ValueError(f"The Gaussian likelihood needs a numeric target; column {name!r} holds {column.dtype} "
@@ -150,12 +156,67 @@ def features(frame: pd.DataFrame, target: str, wanted: list[str] | None) -> pd.D
     return x.astype(float)
 
 
-def fit_table(frame: pd.DataFrame, *, target: str, features_: list[str] | None = None, model: Any,
+def _role_columns(frame: pd.DataFrame, roles: dict) -> list[str]:
+    """The columns named by --weights, --exposure, --offset, --cluster (checked), which are not features."""
+    named = []
+    for option, column in roles.items():
+        if column is None:
+            continue
+        if column not in frame.columns:
+            raise ValueError(f"The '--{option}' option names the column {column!r}, which the table lacks; its "
+                             f"columns are {list(map(str, frame.columns))}.")
+        named.append(column)
+    return named
+
+
+def _fit_formula(frame, formula, *, model, likelihood, link, valid_fraction, seed, roles, **fit_options):
+    """``scanfit fit --formula``: the formula names the target and the features; text targets are coded."""
+    import scanfit as sf
+    from .data.formula import Formula
+
+    lhs = formula.split("~", 1)[0].strip()
+    target = encode_target(frame[lhs], likelihood) if lhs in frame.columns else \
+        Target(lhs, likelihood or "gaussian", np.zeros(len(frame)), None, f"{likelihood or 'gaussian'} (formula)")
+    data = frame.assign(**{lhs: target.codes}) if lhs in frame.columns else frame
+    order = np.random.default_rng(seed).permutation(len(frame))
+    n_valid = int(round(valid_fraction * len(frame)))
+    tr, va = order[n_valid:], order[:n_valid]
+    train = data.iloc[tr].reset_index(drop=True)
+    lik = _likelihood(sf, target, link)
+    options = {k: v for k, v in roles.items() if k in ("weights", "exposure", "offset") and v is not None}
+    valid = None
+    if n_valid:
+        vframe = data.iloc[va].reset_index(drop=True)
+        spec = Formula.build(formula, train)
+        vy, vX = spec.design(vframe)
+        extra = {k: vframe[v].to_numpy() for k, v in options.items()}
+        valid = (pd.DataFrame(vX, columns=list(spec.names)), vy, extra) if extra else (
+            pd.DataFrame(vX, columns=list(spec.names)), vy)
+    result = sf.fit(model, lik, formula=formula, data=train, valid=valid, seed=seed, **options, **fit_options)
+    x = pd.DataFrame(result.design.formula.features(train), columns=list(result.feature_names))
+    return result, target, x, np.asarray(train[lhs]) if lhs in train.columns else result.train[1]
+
+
+def _likelihood(sf, target, link):
+    if target.likelihood == "categorical":
+        return sf.Categorical(n_classes=len(target.classes))
+    if target.likelihood == "bernoulli":
+        return sf.Bernoulli(link=link or "logit")
+    if link not in (None, "logit"):
+        raise ValueError(f"The '--link' option ({link}) applies to a two-class (bernoulli) target; this one is "
+                         f"{target.likelihood}.")
+    return {"gaussian": sf.Gaussian, "poisson": sf.Poisson, "negativebinomial": sf.NegativeBinomial}[target.likelihood]()
+
+
+def fit_table(frame: pd.DataFrame, *, target: str | None, features_: list[str] | None = None, model: Any,
               likelihood: str | None = None, valid_fraction: float = 0.2, seed: int = 0, cluster: str | None = None,
-              **fit_options):
+              formula: str | None = None, link: str | None = None, weights: str | None = None,
+              exposure: str | None = None, offset: str | None = None, **fit_options):
     """Split ``frame`` (rows shuffled with ``seed``), fit, and return ``(result, Target, x_train, y_train)``.
     ``cluster`` names a group column for clustered standard errors: not a feature unless ``features_``
-    names it; the result keeps the training rows' groups in ``result.data``."""
+    names it; the result keeps the training rows' groups in ``result.data``. ``weights``,
+    ``exposure`` and ``offset`` name columns (never features); ``formula`` replaces ``target`` and
+    ``features_`` (and is the way to use text feature columns)."""
     import scanfit as sf
 
     if not 0.0 <= valid_fraction < 1.0:
@@ -164,8 +225,23 @@ def fit_table(frame: pd.DataFrame, *, target: str, features_: list[str] | None =
         raise ValueError(f"The '--cluster' option names the column {cluster!r}, which "
                          + ("is the target" if cluster == target else f"the table lacks; its columns are "
                             f"{list(map(str, frame.columns))}") + ". Give the column that holds each row's group.")
+    roles = {"weights": weights, "exposure": exposure, "offset": offset}
+    named = _role_columns(frame, roles)
+    if formula is not None:
+        if target is not None or features_:
+            raise ValueError("Give '--formula' or '--target' (with '--features'), not both: the formula names the "
+                             "target and the features, e.g. --formula 'y ~ x1 + C(region)'.")
+        out = _fit_formula(frame, formula, model=model, likelihood=likelihood, link=link,
+                           valid_fraction=valid_fraction, seed=seed, roles=roles, **fit_options)
+        if cluster is not None:
+            order = np.random.default_rng(seed).permutation(len(frame))
+            out[0].data = frame[[cluster]].iloc[order[int(round(valid_fraction * len(frame))):]].reset_index(drop=True)
+        return out
+    if target is None:
+        raise ValueError("Give the column to predict with '--target COLUMN', or a '--formula'.")
     grouped = cluster is not None and not (features_ and cluster in features_)
-    x = features(frame.drop(columns=[cluster]) if grouped else frame, target, features_)
+    dropped = ([cluster] if grouped else []) + [c for c in named if not (features_ and c in features_)]
+    x = features(frame.drop(columns=dropped) if dropped else frame, target, features_)
     y = encode_target(frame[target], likelihood)
     order = np.random.default_rng(seed).permutation(len(frame))
     n_valid = int(round(valid_fraction * len(frame)))
@@ -173,12 +249,12 @@ def fit_table(frame: pd.DataFrame, *, target: str, features_: list[str] | None =
         raise ValueError(f"The table has {len(frame)} rows, too few to hold out valid_fraction={valid_fraction}; "
                          f"use --valid-fraction 0 or more rows.")
     tr, va = order[n_valid:], order[:n_valid]
-    lik = {"gaussian": sf.Gaussian, "bernoulli": sf.Bernoulli, "categorical": sf.Categorical}[y.likelihood]()
-    if y.likelihood == "categorical":
-        lik = sf.Categorical(n_classes=len(y.classes))
+    lik = _likelihood(sf, y, link)
     xt, yt = x.iloc[tr].reset_index(drop=True), y.codes[tr]
-    valid = (x.iloc[va].reset_index(drop=True), y.codes[va]) if n_valid else None
-    result = sf.fit(model, lik, xt, yt, valid=valid, seed=seed, **fit_options)
+    options = {k: frame[v].to_numpy()[tr] for k, v in roles.items() if v is not None}
+    vextra = {k: frame[v].to_numpy()[va] for k, v in roles.items() if v is not None}
+    valid = ((x.iloc[va].reset_index(drop=True), y.codes[va]) + ((vextra,) if vextra else ())) if n_valid else None
+    result = sf.fit(model, lik, xt, yt, valid=valid, seed=seed, **options, **fit_options)
     if cluster is not None:
         result.data = frame[[cluster]].iloc[tr].reset_index(drop=True)  # summary(groups=cluster) reads it
     return result, y, xt, yt
@@ -223,15 +299,17 @@ def predict_table(result, frame: pd.DataFrame, classes: list | None) -> pd.DataF
     """``frame`` with prediction columns appended: ``predicted`` (the mean, or the most likely class)
     and, for classifiers, ``prob_<class>`` for each class (Bernoulli: the probability of class 1)."""
     names = list(result.feature_names)
-    missing = [c for c in names if c not in frame.columns]
-    if missing:
-        raise ValueError(f"The table lacks the feature columns {missing} that the model was fitted on; "
-                         f"it has {list(map(str, frame.columns))}.")
-    x = features(frame.assign(__target__=0), "__target__", names)
-    p = result.predict(x)
+    if getattr(result.design, "formula", None) is not None:
+        p = result.predict(frame)  # the formula's transformations and levels, re-applied to the table
+    else:
+        missing = [c for c in names if c not in frame.columns]
+        if missing:
+            raise ValueError(f"The table lacks the feature columns {missing} that the model was fitted on; "
+                             f"it has {list(map(str, frame.columns))}.")
+        p = result.predict(features(frame.assign(__target__=0), "__target__", names))
     out = {}  # the prediction columns, appended below (never over an input column)
     kind = result.likelihood.name
-    if kind == "gaussian":
+    if kind in ("gaussian", "poisson", "negativebinomial"):  # the mean (counts: per unit of exposure)
         out["predicted"] = p
         return _append(frame, out)
     labels = classes if classes is not None else list(range(2 if p.ndim == 1 else p.shape[1]))

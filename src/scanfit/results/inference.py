@@ -1,10 +1,16 @@
 """Statistical inference for a fit: standard errors, z statistics, p-values, confidence intervals,
 log-likelihood, AIC and BIC, computed in float64 from the fit's training data.
 
-Covariance
+Covariance (:mod:`scanfit.results.covariance`)
   ``cov_type="nonrobust"`` (default): the inverse observed information, ``(-H)^-1`` with ``H`` the
-  Hessian of the total log-likelihood at the estimate. ``cov_type="robust"`` (alias ``"HC0"``): the
-  sandwich ``(-H)^-1 (S'S) (-H)^-1`` with ``S`` the per-observation scores.
+  Hessian of the total log-likelihood at the estimate. ``"HC0"`` (alias ``"robust"``), ``"HC1"``,
+  ``"HC2"``, ``"HC3"``: sandwiches ``(-H)^-1 (S'S) (-H)^-1`` with ``S`` the per-observation scores
+  (small-sample factor, leverages); ``"cluster"`` with ``groups=``: one-way clustered (CRV1).
+Model tests (:mod:`scanfit.results.hypotheses`)
+  ``attrs`` hold ``llnull`` (the intercept-only model), ``llr``, ``llr_df``, ``llr_pvalue`` (the LR
+  test against it), ``pseudo_r2`` (McFadden), ``aic``, ``bic``; ``wald_test`` and ``lr_test`` test
+  linear restrictions and nested fits. Marginal effects: :mod:`scanfit.results.margins`; prediction
+  intervals: :mod:`scanfit.results.prediction`.
 Gaussian
   as statsmodels OLS: ``sigma = sqrt(SSR / (n - k))`` scales the covariance, the non-robust
   p-values and intervals use Student's t with ``n - k`` degrees of freedom (the ``z`` column then
@@ -38,159 +44,23 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.special import expit, log_expit, logsumexp
 
 from ..data import identification
 from ..data.identification import NotIdentifiedError
-from ..data.precision import dtype_scope
 from ..engine.outcome import FitWarning
-from ..likelihoods.glm import glm_family
+from ..likelihoods.glm import has_mle
 from ..models.core import MLP, forward, layout
+from . import hypotheses, margins, prediction
+from .covariance import COV_TYPES, check_cov_type, covariance, group_codes
+from .estimates import Estimates, refuse
+from .linear import NEAR_MAXIMUM, linear_estimates
 
-__all__ = ["Estimates", "estimates", "cov_params", "summary", "summary_text", "NotIdentifiedError", "COV_TYPES"]
-
-COV_TYPES = ("nonrobust", "robust", "HC0")
-NEAR_MAXIMUM = 1e-10  # half the squared Newton decrement, relative: below it the estimate is the maximum
-
-
-@dataclass(frozen=True)
-class Estimates:
-    """The pieces every table is made of: ``theta`` (p,), ``info`` (minus the Hessian of the total
-    log-likelihood, (p, p)), ``scores`` (n, p), and model-level figures."""
-
-    index: pd.Index
-    theta: np.ndarray
-    info: np.ndarray
-    scores: np.ndarray
-    n_obs: int
-    loglik: float
-    sigma: float | None
-    family: str
-    note: str = ""
-    problem: str = ""  # why the estimate is not identified (only with allow_nonidentified=True)
-    gradient_norm: float = float("nan")  # the largest gradient component in standardized units (Linear)
-
-
-# ----------------------------------------------------------------------------- Linear, closed form
-def _glm_parts(family, X, y, theta, others):
-    """(total log-likelihood, scores (n, p), information (p, p)) of a GLM at ``theta``."""
-    n, q = X.shape
-    if family == "gaussian":
-        e = y - X @ theta
-        ssr = float(e @ e)
-        s2 = ssr / max(n - q, 1)
-        return -0.5 * n * (math.log(2 * math.pi * ssr / n) + 1), X * (e / s2)[:, None], X.T @ X / s2
-    if family == "bernoulli":
-        eta = X @ theta
-        p = expit(eta)
-        ll = float(np.sum(np.where(y > 0, log_expit(eta), log_expit(-eta))))
-        return ll, X * (y - p)[:, None], (X * (p * (1 - p))[:, None]).T @ X
-    k1 = len(others)
-    full = np.zeros((n, k1 + 1))
-    full[:, others] = X @ theta.reshape(k1, q).T
-    logp = full - logsumexp(full, axis=1, keepdims=True)
-    ll = float(np.sum(logp[np.arange(n), y]))
-    prob = np.exp(logp)
-    resid = (y[:, None] == np.asarray(others)[None, :]) - prob[:, others]
-    scores = (resid[:, :, None] * X[:, None, :]).reshape(n, k1 * q)
-    info = np.empty((k1 * q, k1 * q))
-    for i, a in enumerate(others):
-        for j, b in enumerate(others[i:], start=i):
-            w = prob[:, a] * (float(a == b) - prob[:, b])
-            info[i * q:(i + 1) * q, j * q:(j + 1) * q] = block = (X * w[:, None]).T @ X
-            info[j * q:(j + 1) * q, i * q:(i + 1) * q] = block.T
-    return ll, scores, info
-
-
-def _weakest_weight(info, X):
-    """The smallest lambda with ``info v = lambda (I kron X'X) v``: the observations' weight p(1 - p)
-    (at most 1/4) in the least informed direction. Separation sends it to zero; a slow check (a
-    linear program) runs only then."""
-    gram = X.T @ X
-    k1 = info.shape[0] // gram.shape[0]
-    try:
-        chol = np.linalg.cholesky(np.kron(np.eye(k1), gram))
-    except np.linalg.LinAlgError:
-        return 0.0
-    inv = np.linalg.inv(chol)
-    return float(np.linalg.eigvalsh(inv @ info @ inv.T)[0])
-
-
-def _distance(family, X, y, theta, others, ll, scores, info) -> tuple[float, float]:
-    """(half the squared Newton decrement per observation, relative to max(1, |mean loglik|); the
-    largest gradient component in standardized units): how far ``theta`` is from the maximum."""
-    n = X.shape[0]
-    g = scores.sum(axis=0) / n
-    try:
-        decrement = float(g @ np.linalg.solve(info / n, g))
-    except np.linalg.LinAlgError:
-        decrement = float("inf")
-    spread = np.std(X, axis=0)
-    spread = np.where(spread > 0, spread, 1.0)
-    if family == "categorical":
-        spread = np.tile(spread, len(others))
-    return 0.5 * abs(decrement) / max(1.0, abs(ll) / n), float(np.max(np.abs(g * spread)))
-
-
-def _linear(result, reference, allow):
-    xa, ya = result.train
-    lik, family = result.likelihood, glm_family(result.model, result.likelihood)
-    _, y = lik.prepare(ya)
-    n, d = xa.shape
-    names = ("intercept",) + tuple(result.feature_names)
-    X = np.column_stack([np.ones(n), xa])
-    b0, b1 = np.asarray(result.params["beta0"], float), np.asarray(result.params["beta1"], float)
-    others = []
-    if family == "categorical":
-        k = lik.n_classes
-        if isinstance(reference, bool) or not isinstance(reference, (int, np.integer)) or not 0 <= reference < k:
-            raise ValueError(f"The 'reference' parameter of summary must be a class label in 0..{k - 1}. "
-                             f"Got {reference!r} instead.")
-        others = [c for c in range(k) if c != reference]
-        coef = np.vstack([b0[None, :], b1])  # (d + 1, k)
-        theta = np.concatenate([coef[:, c] - coef[:, reference] for c in others])
-        index = pd.MultiIndex.from_tuples([(c, t) for c in others for t in names], names=["class", "term"])
-        y = y.astype(int)
-    else:
-        theta = np.concatenate([b0.reshape(1), b1])
-        index = pd.Index(names, name="term")
-        if family == "bernoulli":
-            y = (y > 0).astype(float)
-    problem = identification.collinear(xa, tuple(result.feature_names))
-    note = ""
-    ll, scores, info = _glm_parts(family, X, y, theta, others)
-    gap, gradient = _distance(family, X, y, theta, others, ll, scores, info) if not problem else (np.nan, np.nan)
-    short = not problem and not gap <= NEAR_MAXIMUM
-    if short:
-        note = (f"result.params is not the maximum-likelihood estimate: the Newton decrement predicts a gain of "
-                f"{gap:.1e} (relative) and the largest gradient component is {gradient:.1e} in standardized units "
-                f"({result.status.code} after {result.status.steps} steps, {result.config.dtype}); these standard "
-                f"errors are approximate. result.refine() returns a new result at the maximum.")
-        warnings.warn(note, FitWarning, stacklevel=5)
-    if not problem and family != "gaussian" and (short or _weakest_weight(info, X) < 1e-6):
-        # separation drives some weights p(1 - p) to zero; whether the MLE exists does not depend on the reference
-        problem = identification.separation(xa, y, tuple(result.feature_names), max(len(others) + 1, 2))
-    labels = [" ".join(map(str, t)) if isinstance(t, tuple) else t for t in index]
-    problem = problem or identification.singular(info, labels)
-    sigma = None
-    if family == "gaussian":
-        e = y - X @ theta
-        sigma = float(np.sqrt(e @ e / max(n - len(theta), 1)))
-    return Estimates(index, theta, info, scores, n, ll, sigma, family, note, _refuse(problem, allow), gradient)
-
-
-def _refuse(problem, allow):
-    if problem and not allow:
-        raise NotIdentifiedError(problem + " (To compute the numbers anyway, pass allow_nonidentified=True.)")
-    if problem:
-        warnings.warn(f"Standard errors of a non-identified estimate (pseudo-inverse): {problem}", FitWarning,
-                      stacklevel=6)
-    return problem or ""
+__all__ = ["Estimates", "estimates", "cov_params", "summary", "summary_text", "NotIdentifiedError", "COV_TYPES",
+           "NEAR_MAXIMUM", "wald_test", "lr_test", "marginal_effects", "predict_interval"]
 
 
 # ----------------------------------------------------------------------------- any model, with JAX
@@ -225,31 +95,40 @@ def _generic(result, allow):
     xa, ya = result.train
     lik = result.likelihood
     _, y = lik.prepare(ya)
+    w, offset = getattr(result, "weights", None), getattr(result, "offset", None)
     with jax.enable_x64(True):
         theta, unravel = ravel_pytree(jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), result.params))
         xl = layout(result.model, xa, "float64")
         yj = jnp.asarray(y if y.dtype.kind != "f" else y.astype(np.float64))
-        n, sigma, ssr = len(y), None, 0.0
+        wj = jnp.ones(len(y)) if w is None else jnp.asarray(w, jnp.float64)
+        off = 0.0 if offset is None else jnp.asarray(offset, jnp.float64)
+        n, sigma, ssr = float(np.sum(w)) if w is not None else len(y), None, 0.0
+
+        def index_of(th):
+            return forward(result.model, unravel(th), xl) + off
 
         def per_obs(th, sigma):
-            index = forward(result.model, unravel(th), xl)
-            return lik.loglik(index, yj, sigma=sigma) if lik.name == "gaussian" else lik.loglik(index, yj)
+            extra = {k: unravel(th)[k] for k in lik.extra_params}
+            return (lik.loglik(index_of(th), yj, sigma=sigma) if lik.name == "gaussian"
+                    else lik.loglik(index_of(th), yj, **extra))
 
         @jax.jit  # one compilation for all the derivatives
         def parts(th, sigma):
-            return (jnp.sum(per_obs(th, sigma)), jax.jacfwd(per_obs)(th, sigma),
-                    jax.hessian(lambda t: jnp.sum(per_obs(t, sigma)))(th))
+            return (jnp.sum(wj * per_obs(th, sigma)), jax.jacfwd(per_obs)(th, sigma),
+                    jax.hessian(lambda t: jnp.sum(wj * per_obs(t, sigma)))(th))
 
         if lik.name == "gaussian":
-            index = jax.jit(lambda th: forward(result.model, unravel(th), xl))(theta)
-            ssr = float(jnp.sum((yj - index) ** 2))
+            index = jax.jit(index_of)(theta)
+            ssr = float(jnp.sum(wj * (yj - index) ** 2))
             sigma = math.sqrt(ssr / max(n - theta.size, 1))
         ll, scores, hess = jax.device_get(parts(theta, 1.0 if sigma is None else sigma))
         ll = -0.5 * n * (math.log(2 * math.pi * ssr / n) + 1) if sigma is not None else float(ll)
         theta, scores, info = np.asarray(theta), np.asarray(scores), -np.asarray(hess)
     names = _param_names(result.params)
-    problem = _refuse(identification.singular(info, names), allow)
-    return Estimates(pd.Index(names, name="param"), theta, info, scores, n, ll, sigma, lik.name, "", problem)
+    problem = refuse(identification.singular(info, names), allow)
+    k_null = (lik.n_classes - 1 if lik.name == "categorical" else 1) + len(lik.extra_params)
+    return Estimates(pd.Index(names, name="param"), theta, info, scores, n, ll, sigma, lik.name, "", problem,
+                     weights=w, k_null=k_null)
 
 
 # ----------------------------------------------------------------------------- public functions
@@ -257,30 +136,101 @@ def estimates(result, *, reference: int = 0, allow_nonidentified: bool = False) 
     """The estimate and its information for a :class:`~scanfit.FitResult` (cached on the result)."""
     if result.train is None:
         raise ValueError("This result carries no training data (result.train is None); inference needs it.")
+    if getattr(result.config, "penalty", None) is not None:
+        raise ValueError(f"This fit is penalized ({result.config.penalty}): the penalty shrinks the estimates, so "
+                         f"classical standard errors, tests and intervals do not apply (statsmodels refuses them "
+                         f"too). result.params holds the penalized estimates; for inference fit without penalty=, "
+                         f"or bootstrap the penalized fit.")
     key = (reference, bool(allow_nonidentified))
     cache = result.__dict__.setdefault("_inference_cache", {})
     if key not in cache:
-        if glm_family(result.model, result.likelihood) is not None:
-            cache[key] = _linear(result, reference, allow_nonidentified)
+        if has_mle(result.model, result.likelihood):
+            cache[key] = linear_estimates(result, reference, allow_nonidentified)
         else:
             cache[key] = _generic(result, allow_nonidentified)
     return cache[key]
 
 
-def _cov(est: Estimates, cov_type: str) -> np.ndarray:
-    if cov_type not in COV_TYPES:
-        raise ValueError(f"The 'cov_type' parameter must be 'nonrobust' or 'robust' (alias 'HC0'). Got {cov_type!r} instead.")
-    inv = np.linalg.pinv(est.info, hermitian=True) if est.problem else np.linalg.inv(est.info)
-    inv = (inv + inv.T) / 2
-    if cov_type == "nonrobust":
-        return inv
-    return inv @ (est.scores.T @ est.scores) @ inv
+def _cov(result, est: Estimates, cov_type: str, groups=None) -> tuple[np.ndarray, str, dict]:
+    """(covariance, canonical cov_type, facts such as n_groups)."""
+    name = check_cov_type(cov_type, groups)
+    codes = group_codes(result, groups, len(est.scores)) if name == "cluster" else None
+    cov, facts = covariance(est, name, codes)
+    return cov, name, facts
 
 
-def cov_params(result, *, cov_type: str = "nonrobust", **kw) -> pd.DataFrame:
+def cov_params(result, *, cov_type: str = "nonrobust", groups=None, **kw) -> pd.DataFrame:
     """Covariance of the estimates, a (p, p) DataFrame labelled like ``summary()``'s rows."""
     est = estimates(result, **kw)
-    return pd.DataFrame(_cov(est, cov_type), index=est.index, columns=est.index)
+    return pd.DataFrame(_cov(result, est, cov_type, groups)[0], index=est.index, columns=est.index)
+
+
+def _t_df(est, cov_type):
+    """Student's t degrees of freedom for a non-robust Gaussian table (as OLS), else None (normal)."""
+    return est.n_obs - len(est.theta) if est.family == "gaussian" and cov_type == "nonrobust" else None
+
+
+def _llnull(result, est):
+    cache = result.__dict__.setdefault("_inference_cache", {})
+    if "llnull" not in cache:
+        cache["llnull"] = hypotheses.null_loglik(result, est)
+    return cache["llnull"]
+
+
+def _check_alpha(alpha):
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise ValueError(f"The 'alpha' parameter must be a float in (0, 1), e.g. 0.05 for 95% intervals. Got {alpha!r} instead.")
+
+
+def _linear_only(est, what):
+    if est.rows is None:
+        raise ValueError(f"{what} needs sf.Linear() with a built-in likelihood (Gaussian, Bernoulli, Categorical, "
+                         f"Poisson, NegativeBinomial); this model is not one.")
+
+
+def wald_test(result, restrictions, *, value=None, cov_type: str = "nonrobust", groups=None, **kw) -> pd.Series:
+    """Wald test of linear restrictions (see :mod:`scanfit.results.hypotheses` for the syntax): a
+    Series with ``statistic``, ``df``, ``p_value``."""
+    est = estimates(result, **kw)
+    cov = _cov(result, est, cov_type, groups)[0]
+    R, q = hypotheses.restrictions(restrictions, hypotheses.labels(est.index), value)
+    return hypotheses.wald(est.theta, cov, R, q)
+
+
+def lr_test(restricted, full) -> pd.Series:
+    """Likelihood-ratio test of a restricted fit against a full fit that nests it: a Series with
+    ``statistic`` (2 (loglik_full - loglik_restricted)), ``df`` (the difference in parameters) and
+    ``p_value`` (chi-squared)."""
+    for name, r in (("restricted", restricted), ("full", full)):
+        if not hasattr(r, "train") or not hasattr(r, "likelihood"):
+            raise TypeError(f"lr_test(restricted, full) takes two fit results; '{name}' is a {type(r).__name__}.")
+    return hypotheses.lr(estimates(restricted), estimates(full))
+
+
+def marginal_effects(result, *, at: str = "overall", cov_type: str = "nonrobust", groups=None, alpha: float = 0.05,
+                     **kw) -> pd.DataFrame:
+    """Marginal effects with delta-method standard errors (see :mod:`scanfit.results.margins`)."""
+    _check_alpha(alpha)
+    est = estimates(result, **kw)
+    _linear_only(est, "marginal_effects")
+    cov, name, _ = _cov(result, est, cov_type, groups)
+    out = margins.marginal_effects(est, cov, at, alpha)
+    out.attrs["cov_type"] = name
+    return out
+
+
+def predict_interval(result, X, offset, interval, *, cov_type: str = "nonrobust", groups=None, index=None,
+                     **kw) -> pd.DataFrame:
+    """Predictions with intervals for the design ``X`` (see :mod:`scanfit.results.prediction`)."""
+    level = prediction.check_level(interval)
+    est = estimates(result, **kw)
+    _linear_only(est, "predict(interval=...)")
+    cov, name, _ = _cov(result, est, cov_type, groups)
+    if est.rows.intercept:
+        X = np.column_stack([np.ones(len(X)), X])
+    out = prediction.intervals(est, cov, np.asarray(X, np.float64), offset, level, _t_df(est, name), index)
+    out.attrs.update(interval=level, cov_type=name)
+    return out
 
 
 class Summary(pd.DataFrame):
@@ -296,27 +246,22 @@ class Summary(pd.DataFrame):
     __repr__ = __str__
 
 
-def summary(result, *, cov_type: str = "nonrobust", alpha: float = 0.05, **kw) -> Summary:
+def summary(result, *, cov_type: str = "nonrobust", alpha: float = 0.05, groups=None, **kw) -> Summary:
     """One row per coefficient: estimate, std_err, z, p_value, ci_low, ci_high; model-level figures
-    (n_obs, loglik, aic, bic, sigma for Gaussian, ...) in ``attrs``."""
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
-        raise ValueError(f"The 'alpha' parameter must be a float in (0, 1), e.g. 0.05 for 95% intervals. Got {alpha!r} instead.")
+    (n_obs, loglik, llnull, llr, llr_pvalue, pseudo_r2, aic, bic, sigma for Gaussian, ...) in ``attrs``."""
+    _check_alpha(alpha)
     est = estimates(result, **kw)
-    cov = _cov(est, cov_type)
-    se = np.sqrt(np.maximum(np.diag(cov), 0))
+    cov, name, facts = _cov(result, est, cov_type, groups)
     k, n = len(est.theta), est.n_obs
     df_resid = n - k
-    dist = stats.t(df_resid) if est.family == "gaussian" and cov_type == "nonrobust" else stats.norm()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = est.theta / se
-    q = dist.ppf(1 - alpha / 2)
-    table = Summary({"estimate": est.theta, "std_err": se, "z": z, "p_value": 2 * dist.sf(np.abs(z)),
-                     "ci_low": est.theta - q * se, "ci_high": est.theta + q * se}, index=est.index)
+    t_df = _t_df(est, name)
+    dist = stats.t(t_df) if t_df is not None else stats.norm()
+    table = Summary(margins.table(est.theta, cov, est.index, alpha, dist))
     table.attrs.update(model=result.model.name, likelihood=result.likelihood.name, n_obs=n, k=k, df_resid=df_resid,
-                       loglik=est.loglik, aic=-2 * est.loglik + 2 * k, bic=-2 * est.loglik + k * math.log(n),
-                       cov_type="robust (HC0)" if cov_type != "nonrobust" else "nonrobust", alpha=alpha,
-                       distribution=f"t({df_resid})" if dist.dist.name == "t" else "normal",
-                       note=est.note, problem=est.problem, gradient_norm=est.gradient_norm)
+                       loglik=est.loglik, **hypotheses.model_tests(est, _llnull(result, est)),
+                       aic=-2 * est.loglik + 2 * k, bic=-2 * est.loglik + k * math.log(n),
+                       cov_type=name, alpha=alpha, distribution=f"t({df_resid:g})" if t_df is not None else "normal",
+                       note=est.note, problem=est.problem, gradient_norm=est.gradient_norm, **facts)
     if est.sigma is not None:
         table.attrs["sigma"] = est.sigma
     if est.family == "categorical":
@@ -329,10 +274,14 @@ def summary_text(table: pd.DataFrame) -> str:
     a = table.attrs
     width = 78
     stat = "t" if a["distribution"].startswith("t") else "z"
-    left = [("likelihood", a["likelihood"]), ("model", a["model"]), ("observations", a["n_obs"]),
+    left = [("likelihood", a["likelihood"]), ("model", a["model"]), ("observations", f"{a['n_obs']:g}"),
             ("coefficients", a["k"]), ("covariance", a["cov_type"])]
-    right = [("log-likelihood", f"{a['loglik']:.6g}"), ("AIC", f"{a['aic']:.6g}"), ("BIC", f"{a['bic']:.6g}"),
-             ("distribution", a["distribution"])]
+    if "n_groups" in a:
+        left.append(("groups", a["n_groups"]))
+    left.append(("distribution", a["distribution"]))
+    right = [("log-likelihood", f"{a['loglik']:.6g}"), ("null log-lik.", f"{a['llnull']:.6g}"),
+             (f"LR chi2({a['llr_df']})", f"{a['llr']:.6g}"), ("LR p-value", f"{a['llr_pvalue']:.4g}"),
+             ("pseudo R-squ.", f"{a['pseudo_r2']:.4g}"), ("AIC", f"{a['aic']:.6g}"), ("BIC", f"{a['bic']:.6g}")]
     if "sigma" in a:
         right.append(("sigma", f"{a['sigma']:.6g}"))
     if "reference" in a:
