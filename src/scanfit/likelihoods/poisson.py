@@ -92,6 +92,15 @@ def _nb_loglik(y, eta, log_alpha):
             + theta * (theta_log - both) + y * (eta - both))
 
 
+def _nb_loglik_np(y, eta, log_alpha):
+    """NumPy twin of :func:`_nb_loglik` (float64), for the intercept-only baseline."""
+    theta_log = -log_alpha
+    theta = np.exp(theta_log)
+    both = np.logaddexp(theta_log, eta)
+    return (special.gammaln(y + theta) - special.gammaln(theta) - special.gammaln(y + 1.0)
+            + theta * (theta_log - both) + y * (eta - both))
+
+
 @dataclass(frozen=True)
 class NegativeBinomial(_Counts):
     """NB2 counts: ``E[y] = mu = exp(index)``, ``Var[y] = mu + alpha mu^2``. The dispersion
@@ -127,10 +136,16 @@ class NegativeBinomial(_Counts):
         off_e = np.zeros(len(y_eval)) if offset_eval is None else offset_eval
         wt = np.ones(len(y_train)) if w_train is None else w_train
 
-        def nll(v):
-            return -np.sum(wt * np.asarray(_nb_loglik(y_train, v[0] + off_t, v[1])))
+        yt, ye = np.asarray(y_train, np.float64), np.asarray(y_eval, np.float64)
 
-        start = np.array([np.log(max(np.sum(wt * y_train), 1e-12) / np.sum(wt * np.exp(off_t))), 0.0])
-        c, log_alpha = optimize.minimize(nll, start, method="Nelder-Mead",
-                                         options={"xatol": 1e-12, "fatol": 1e-14, "maxiter": 4000}).x
-        return np_wmean(np.asarray(_nb_loglik(y_eval, c + off_e, log_alpha)), w_eval)
+        def nll(v):  # NumPy in float64: two parameters, many rows, so no JAX dispatch per evaluation
+            return -np.sum(wt * _nb_loglik_np(yt, v[0] + off_t, v[1]))
+
+        mean = np.sum(wt * yt) / np.sum(wt)
+        spread = np.sum(wt * (yt - mean) ** 2) / np.sum(wt)
+        alpha = max((spread - mean) / max(mean, 1e-12) ** 2, 1e-3)  # the moment estimate, a start
+        start = np.array([np.log(max(np.sum(wt * yt), 1e-12) / np.sum(wt * np.exp(off_t))), np.log(alpha)])
+        scale = max(np.sum(wt), 1.0)
+        c, log_alpha = optimize.minimize(lambda v: nll(v) / scale, start, method="BFGS",
+                                         options={"gtol": 1e-11, "maxiter": 500}).x
+        return np_wmean(_nb_loglik_np(ye, c + off_e, log_alpha), w_eval)

@@ -11,6 +11,7 @@ differentiates its log-likelihood in the coefficients and ``log_alpha`` with JAX
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -28,35 +29,46 @@ __all__ = ["linear_estimates", "NEAR_MAXIMUM"]
 NEAR_MAXIMUM = 1e-10  # half the squared Newton decrement, relative: below it the estimate is the maximum
 
 
+@functools.lru_cache(maxsize=32)
+def _compiled_parts(lik, q: int):
+    """One compiled program (per likelihood and design width) for :func:`_jax_parts`'s numbers,
+    instead of a small compilation for every eager JAX operation."""
+    import jax
+    import jax.numpy as jnp
+
+    names = lik.extra_params
+
+    def parts(th, Xj, yj, wj, off):
+        def per_row(t):
+            kw = {k: t[q + i] for i, k in enumerate(names)}
+            return lik.loglik(Xj @ t[:q] + off, yj, **kw)
+
+        eta = Xj @ th[:q] + off
+        if not names:  # the closed forms of a scalar GLM
+            r, W = lik.glm_terms(eta, yj)
+            return jnp.sum(wj * per_row(th)), Xj * r[:, None], (Xj * (wj * W)[:, None]).T @ Xj, W
+        ll = jnp.sum(wj * per_row(th))
+        scores = jax.jacfwd(per_row)(th)
+        info = -jax.hessian(lambda t: jnp.sum(wj * per_row(t)))(th)
+        kw = {k: th[q + i] for i, k in enumerate(names)}
+        # each row's -d2 loglik / d index2 with the likelihood's own parameters held fixed (the GLM weight)
+        W = -jax.grad(lambda e: jnp.sum(jax.grad(lambda u: jnp.sum(lik.loglik(u, yj, **kw)))(e)))(eta)
+        return ll, scores, info, W
+
+    return jax.jit(parts)
+
+
 def _jax_parts(lik, X, y, theta, w, offset, extra: int):
-    """(loglik, per-row scores, information) of a scalar likelihood at ``theta`` (coefficients, then
-    ``extra`` likelihood parameters), with JAX in float64."""
+    """(loglik, per-row scores, information, GLM weights) of a scalar likelihood at ``theta``
+    (coefficients, then ``extra`` likelihood parameters), with JAX in float64."""
     import jax
     import jax.numpy as jnp
 
     with jax.enable_x64(True):
-        Xj, yj = jnp.asarray(X), jnp.asarray(y)
+        Xj, yj = jnp.asarray(X, jnp.float64), jnp.asarray(y, jnp.float64)
         wj = jnp.ones(len(y)) if w is None else jnp.asarray(w, jnp.float64)
-        off = 0.0 if offset is None else jnp.asarray(offset, jnp.float64)
-        q = X.shape[1]
-        names = lik.extra_params
-
-        def per_row(th):
-            kw = {k: th[q + i] for i, k in enumerate(names)}
-            return lik.loglik(Xj @ th[:q] + off, yj, **kw)
-
-        th = jnp.asarray(theta, jnp.float64)
-        eta = Xj @ th[:q] + off
-        if not names:  # the closed forms of a scalar GLM
-            r, W = lik.glm_terms(eta, yj)
-            ll, scores, info = jnp.sum(wj * per_row(th)), Xj * r[:, None], (Xj * (wj * W)[:, None]).T @ Xj
-        else:
-            ll = jnp.sum(wj * per_row(th))
-            scores = jax.jacfwd(per_row)(th)
-            info = -jax.hessian(lambda t: jnp.sum(wj * per_row(t)))(th)
-            kw = {k: th[q + i] for i, k in enumerate(names)}
-            # each row's -d2 loglik / d index2 with the likelihood's own parameters held fixed (the GLM weight)
-            W = -jax.grad(lambda e: jnp.sum(jax.grad(lambda u: jnp.sum(lik.loglik(u, yj, **kw)))(e)))(eta)
+        off = jnp.zeros(len(y)) if offset is None else jnp.asarray(offset, jnp.float64)
+        ll, scores, info, W = _compiled_parts(lik, X.shape[1])(jnp.asarray(theta, jnp.float64), Xj, yj, wj, off)
         return float(ll), np.asarray(scores), np.asarray(info), np.asarray(W)
 
 
