@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the table below imports on demand
     from .api import fit
     from .data import datasets
+    from .data.sources import Parquet
+    from .engine import distributed
     from .data.identification import NotIdentifiedError
     from .engine import optimizers
     from .engine.cache import compilation_cache
@@ -52,6 +54,7 @@ _LAZY = {
     "Status": (".engine.outcome", "Status"),
     "NotIdentifiedError": (".data.identification", "NotIdentifiedError"),
     "lr_test": (".results.inference", "lr_test"),
+    "Parquet": (".data.sources", "Parquet"), "distributed": (".engine.distributed", None),
 }
 
 __all__ = [
@@ -59,6 +62,7 @@ __all__ = [
     "Linear", "MLP", "Function", "Module", "Equinox", "Gaussian", "Bernoulli", "Categorical", "Poisson",
     "NegativeBinomial", "Likelihood", "ElasticNet", "__version__",
     "load", "ModelFileError", "plots", "inference", "NotIdentifiedError", "lr_test", "compilation_cache",
+    "Parquet", "distributed",
 ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+from .data.sources import is_source
 from .engine import loop
 from .results.result import FitResult
 
@@ -16,6 +17,11 @@ __all__ = ["fit"]
 
 @functools.wraps(loop.fit)
 def fit(*args, **kwargs) -> FitResult:
+    x = args[2] if len(args) > 2 else kwargs.get("x")
+    if is_source(x):  # sf.Parquet(...): read in chunks, one pass per step
+        from .engine import stream
+
+        return FitResult.of(stream.fit(*args, **kwargs))
     result = FitResult.of(loop.fit(*args, **kwargs))
     if kwargs.get("formula") is not None:
         result.data = kwargs.get("data")  # its columns may name groups for clustered standard errors

@@ -103,6 +103,9 @@ class Outcome:
     design: Any = field(default=None, repr=False)
     weights: Any = field(default=None, repr=False)  # the training rows' frequency weights (None: all 1)
     offset: Any = field(default=None, repr=False)  # the training rows' index offset (count models)
+    # a streamed fit (sf.Parquet) keeps no rows: its final pass's information, scores' outer products
+    # and gradient on the user's scale (engine.stream._Fit.inference), which inference reads instead
+    inference: Any = field(default=None, repr=False)
 
     def fields(self) -> dict:
         """The record's fields as a dict (to build a ``FitResult`` from an ``Outcome``)."""

@@ -171,10 +171,14 @@ def covariance(est: Estimates, cov_type: str, codes: np.ndarray | None = None) -
     inv = bread(est)
     if cov_type == "nonrobust":
         return inv, {}
-    s = adjusted_scores(est, cov_type)
-    w = np.ones(len(s)) if est.weights is None else est.weights
     n, k = est.n_obs, len(est.theta)
     facts = {}
+    if est.scores is None:  # a streamed fit: the scores' outer products were summed over the chunks
+        meat = est.meat * (n / (n - k) if cov_type == "HC1" else 1.0)
+        cov = inv @ meat @ inv
+        return (cov + cov.T) / 2, facts
+    s = adjusted_scores(est, cov_type)
+    w = np.ones(len(s)) if est.weights is None else est.weights
     if cov_type == "cluster":
         from scipy import sparse
 

@@ -50,6 +50,7 @@ class Estimates:
     weights: np.ndarray | None = None  # frequency weights of the rows of ``scores`` (None: all 1)
     rows: Rows | None = None  # Linear with a built-in likelihood only
     k_null: int = 1  # parameters of the intercept-only model (its dispersion included; K - 1 for Categorical)
+    meat: np.ndarray | None = None  # sum_i w_i s_i s_i' when ``scores`` is None (a streamed fit keeps no rows)
 
 
 def refuse(problem, allow):

@@ -47,6 +47,8 @@ def null_loglik(result, est: Estimates) -> float:
     """The total log-likelihood of the intercept-only model on the training rows (nan when the
     likelihood has no null model)."""
     lik = result.likelihood
+    if result.train is None and getattr(result, "inference", None) is not None:  # a streamed fit
+        return float(result.inference["llnull"])
     _, y = lik.prepare(result.train[1])
     w, offset = getattr(result, "weights", None), getattr(result, "offset", None)
     try:

@@ -58,6 +58,7 @@ from . import hypotheses, margins, prediction
 from .covariance import COV_TYPES, check_cov_type, covariance, group_codes
 from .estimates import Estimates, refuse
 from .linear import NEAR_MAXIMUM, linear_estimates
+from .streamed import streamed_estimates
 
 __all__ = ["Estimates", "estimates", "cov_params", "summary", "summary_text", "NotIdentifiedError", "COV_TYPES",
            "NEAR_MAXIMUM", "wald_test", "lr_test", "marginal_effects", "predict_interval"]
@@ -134,6 +135,13 @@ def _generic(result, allow):
 # ----------------------------------------------------------------------------- public functions
 def estimates(result, *, reference: int = 0, allow_nonidentified: bool = False) -> Estimates:
     """The estimate and its information for a :class:`~scanfit.FitResult` (cached on the result)."""
+    if getattr(result, "inference", None) is not None and result.train is None:
+        if getattr(result.config, "penalty", None) is None:
+            key = ("streamed", reference, bool(allow_nonidentified))
+            cache = result.__dict__.setdefault("_inference_cache", {})
+            if key not in cache:
+                cache[key] = streamed_estimates(result, reference, allow_nonidentified)
+            return cache[key]
     if result.train is None:
         raise ValueError("This result carries no training data (result.train is None); inference needs it.")
     if getattr(result.config, "penalty", None) is not None:
@@ -154,6 +162,10 @@ def estimates(result, *, reference: int = 0, allow_nonidentified: bool = False) 
 def _cov(result, est: Estimates, cov_type: str, groups=None) -> tuple[np.ndarray, str, dict]:
     """(covariance, canonical cov_type, facts such as n_groups)."""
     name = check_cov_type(cov_type, groups)
+    if est.scores is None and name not in ("nonrobust", "HC0", "HC1"):
+        raise ValueError(f"cov_type={cov_type!r} needs each training row (leverages or group labels), which a "
+                         f"streamed fit (sf.Parquet) does not keep; it gives 'nonrobust', 'HC0' ('robust') and "
+                         f"'HC1'.")
     codes = group_codes(result, groups, len(est.scores)) if name == "cluster" else None
     cov, facts = covariance(est, name, codes)
     return cov, name, facts

@@ -1,0 +1,326 @@
+"""Data the engine reads in chunks: a Parquet file, directory or glob, read lazily.
+
+``sf.Parquet(path, target="y")`` goes where ``x`` goes in ``sf.fit`` (``y`` is then a column of the
+files). The engine asks a source for :class:`Chunk` s of ``batch_rows`` rows (the last one shorter):
+pyarrow reads only the columns the fit needs, row group by row group, and a prefetch thread reads
+the next chunk while the engine computes on this one. Nothing is read when the source is made but
+the files' schemas and row counts (their footers).
+
+>>> import scanfit as sf  # doctest: +SKIP
+>>> r = sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet("data/", target="y"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import glob as globbing
+import os
+import queue
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+import numpy as np
+
+__all__ = ["Parquet", "Arrays", "Chunk", "is_source"]
+
+DEFAULT_BATCH_ROWS = 262_144
+_SMALL_FLOATS = ("float", "halffloat", "int8", "int16", "uint8", "uint16", "bool")  # exact in float32
+
+
+class Chunk(NamedTuple):
+    """Up to ``batch_rows`` consecutive rows: ``x`` (rows, d) in float32 when every feature column is
+    exact in float32, else float64; ``y`` as stored; ``weights`` and ``offset`` (float64) or None."""
+
+    x: np.ndarray
+    y: np.ndarray
+    weights: np.ndarray | None
+    offset: np.ndarray | None
+
+
+def is_source(value) -> bool:
+    return isinstance(value, (Parquet, Arrays))
+
+
+def _pyarrow():
+    try:
+        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+    except ImportError as err:  # pragma: no cover - pyarrow is a dependency
+        raise ImportError("sf.Parquet needs pyarrow: pip install pyarrow") from err
+    return ds, pq
+
+
+def _files(path) -> tuple[str, ...]:
+    """The Parquet files of ``path``: a file, a directory (every ``*.parquet`` below it) or a glob."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"The 'path' parameter of sf.Parquet must be a file, a directory or a glob pattern "
+                        f"(a string or pathlib.Path). Got {type(path).__name__}.")
+    text = os.fspath(path)
+    p = Path(text)
+    if p.is_dir():
+        found = sorted(str(f) for f in p.rglob("*.parquet") if f.is_file())
+        what = f"the directory {text!r} holds no *.parquet files"
+    elif p.is_file():
+        found = [text]
+        what = ""
+    else:
+        found = sorted(f for f in globbing.glob(text, recursive=True) if Path(f).is_file())
+        what = f"{text!r} is not a file or directory, and as a glob pattern it matches no files"
+    if not found:
+        raise FileNotFoundError(f"The 'path' parameter of sf.Parquet: {what}. Give a .parquet file, a directory "
+                                f"of them, or a glob such as 'data/*.parquet'.")
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class Parquet:
+    """A Parquet dataset read in chunks (see the module docstring).
+
+    path : a ``.parquet`` file, a directory (its ``*.parquet`` files, recursively) or a glob.
+    target : the column holding ``y``.
+    features : the columns of ``x``, in order; default every other numeric column (not ``target``,
+        ``weights``, ``offset``, ``exposure``), in the files' order.
+    weights : a column of frequency weights; offset, exposure : count models' index offset, or
+        exposure (its log is the offset).
+    batch_rows : rows per chunk (the memory a pass needs grows with it, not with the file).
+    cache : keep the chunks in memory after the first pass when they take at most this many bytes
+        (``"auto"``: 1 GiB; 0 re-reads the files on every pass).
+    """
+
+    path: str
+    target: str = "y"
+    features: tuple[str, ...] | None = None
+    weights: str | None = None
+    offset: str | None = None
+    exposure: str | None = None
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    cache: int | str = "auto"
+    files: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    n_rows: int = field(default=0, compare=False, repr=False)
+    x_dtype: str = field(default="float64", compare=False, repr=False)
+
+    def __post_init__(self):
+        if isinstance(self.batch_rows, bool) or not isinstance(self.batch_rows, (int, np.integer)) or self.batch_rows < 1:
+            raise ValueError(f"The 'batch_rows' parameter of sf.Parquet must be a positive integer. "
+                             f"Got {self.batch_rows!r}.")
+        if not (self.cache == "auto" or (isinstance(self.cache, (int, np.integer)) and not isinstance(self.cache, bool)
+                                         and self.cache >= 0)):
+            raise ValueError(f"The 'cache' parameter of sf.Parquet must be 'auto' or a number of bytes >= 0. "
+                             f"Got {self.cache!r}.")
+        files = self.files or _files(self.path)
+        object.__setattr__(self, "path", os.fspath(self.path))
+        object.__setattr__(self, "files", files)
+        ds, pq = _pyarrow()
+        try:
+            schema = pq.read_schema(files[0])
+            n_rows = self.n_rows or sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+        except Exception as err:
+            raise ValueError(f"sf.Parquet could not read the Parquet footer of {files[0]!r}: {err}") from None
+        columns = list(schema.names)
+        for name, value in (("target", self.target), ("weights", self.weights), ("offset", self.offset),
+                            ("exposure", self.exposure)):
+            if value is not None and value not in columns:
+                raise ValueError(f"The '{name}' parameter of sf.Parquet names the column {value!r}, which "
+                                 f"{files[0]!r} lacks; it has {columns}.")
+        if self.offset is not None and self.exposure is not None:
+            raise ValueError("Give sf.Parquet an 'offset' column or an 'exposure' column, not both.")
+        used = {self.target, self.weights, self.offset, self.exposure} - {None}
+        types = {n: schema.field(n).type for n in columns}
+        if self.features is None:
+            features = tuple(n for n in columns if n not in used and _numeric(types[n]))
+        else:
+            features = (self.features,) if isinstance(self.features, str) else tuple(self.features)
+            missing = [f for f in features if f not in types]
+            if missing:
+                raise ValueError(f"The 'features' parameter of sf.Parquet names {missing}, which {files[0]!r} "
+                                 f"lacks; it has {columns}.")
+            text = [f for f in features if not _numeric(types[f])]
+            if text:
+                raise ValueError(f"The 'features' parameter of sf.Parquet names non-numeric columns {text} "
+                                 f"({[str(types[f]) for f in text]}); encode them as numbers first.")
+        if not features:
+            raise ValueError(f"sf.Parquet found no numeric feature columns in {files[0]!r} besides the target "
+                             f"{self.target!r}; it has {columns}.")
+        small = all(str(types[f]) in _SMALL_FLOATS for f in features)
+        object.__setattr__(self, "features", features)
+        object.__setattr__(self, "n_rows", int(n_rows))
+        object.__setattr__(self, "x_dtype", "float32" if small else "float64")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.features
+
+    def cache_bytes(self) -> int:
+        return (1 << 30) if self.cache == "auto" else int(self.cache)
+
+    def nbytes(self) -> int:
+        """The bytes the chunks take in memory."""
+        per_row = len(self.features) * np.dtype(self.x_dtype).itemsize + 8 * (1 + (self.weights is not None)
+                                                                              + (self.offset is not None or self.exposure is not None))
+        return self.n_rows * per_row
+
+    def shard(self, index: int, count: int) -> "Parquet":
+        """This process's share: every ``count``-th file from ``index`` (multi-process fits)."""
+        if count <= 1:
+            return self
+        if len(self.files) < count:
+            raise ValueError(f"sf.Parquet has {len(self.files)} file(s) for {count} processes; each process reads "
+                             f"whole files, so write the data as at least {count} files (one per process or more).")
+        from dataclasses import replace
+
+        return replace(self, files=self.files[index::count], n_rows=0)
+
+    def _columns(self) -> list[str]:
+        extra = [c for c in (self.weights, self.offset, self.exposure) if c is not None]
+        return list(self.features) + [self.target] + extra
+
+    def chunks(self, prefetch: bool = True) -> Iterator[Chunk]:
+        """The rows in chunks of ``batch_rows`` (the last shorter), in file order; a prefetch thread
+        reads ahead (at most two chunks) while the caller computes."""
+        it = self._read()
+        return _prefetched(it) if prefetch else it
+
+    def _read(self) -> Iterator[Chunk]:
+        ds, _ = _pyarrow()
+        data = ds.dataset(list(self.files), format="parquet")
+        cols = self._columns()
+        d, b = len(self.features), int(self.batch_rows)
+        buf_x = np.empty((b, d), self.x_dtype)
+        buf = {c: np.empty(b, np.float64) for c in cols[d:]}
+        fill = 0
+        try:
+            batches = data.to_batches(columns=cols, batch_size=b, use_threads=True)
+            for batch in batches:
+                start = 0
+                while start < batch.num_rows:
+                    take = min(b - fill, batch.num_rows - start)
+                    part = batch.slice(start, take)
+                    for j, name in enumerate(cols):
+                        col = part.column(j)
+                        if col.null_count:
+                            raise ValueError(f"The column {name!r} of the Parquet data has missing values (nulls); "
+                                             f"drop or fill them before the fit.")
+                        values = col.to_numpy(zero_copy_only=False)
+                        if j < d:
+                            buf_x[fill:fill + take, j] = values
+                        else:
+                            buf[name][fill:fill + take] = values
+                    fill += take
+                    start += take
+                    if fill == b:
+                        yield self._chunk(buf_x, buf, b, copy=True)
+                        fill = 0
+        except (OSError, ValueError) as err:
+            if "missing values" in str(err):
+                raise
+            raise ValueError(f"sf.Parquet could not read {self.path!r}: {err}") from None
+        if fill:
+            yield self._chunk(buf_x, buf, fill, copy=True)
+
+    def _chunk(self, buf_x, buf, rows, copy) -> Chunk:
+        x = buf_x[:rows].copy() if copy else buf_x[:rows]
+        y = buf[self.target][:rows].copy()
+        w = None if self.weights is None else buf[self.weights][:rows].copy()
+        off = None
+        if self.offset is not None:
+            off = buf[self.offset][:rows].copy()
+        elif self.exposure is not None:
+            e = buf[self.exposure][:rows]
+            if np.any(~(e > 0)):
+                raise ValueError(f"The exposure column {self.exposure!r} must be positive; got {e[~(e > 0)][:3]}.")
+            off = np.log(e)
+        return Chunk(x, y, w, off)
+
+
+def _numeric(t) -> bool:
+    import pyarrow.types as pt
+
+    return pt.is_integer(t) or pt.is_floating(t) or pt.is_boolean(t)
+
+
+_END = object()
+
+
+def _prefetched(it: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
+    """``it`` read by a background thread at most ``depth`` items ahead; errors are raised here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work():
+        try:
+            for item in it:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_END)
+        except BaseException as err:  # handed to the consumer
+            q.put(err)
+
+    thread = threading.Thread(target=work, daemon=True, name="scanfit-prefetch")
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a waiting put, then let the thread end
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(timeout=0.05)
+
+
+class Arrays:
+    """Arrays in memory as a source of chunks (the engine's streamed and minibatch paths read them
+    as they read a Parquet file): ``x`` (n, d), ``y`` (n,), optional ``weights`` and ``offset``."""
+
+    def __init__(self, x, y, weights=None, offset=None, *, names=None, batch_rows: int = DEFAULT_BATCH_ROWS):
+        self.x = np.asarray(x)
+        if self.x.ndim == 1:
+            self.x = self.x[:, None]
+        self.y = np.asarray(y)
+        self.w = None if weights is None else np.asarray(weights, np.float64)
+        self.off = None if offset is None else np.asarray(offset, np.float64)
+        n = len(self.y)
+        if self.x.shape[0] != n:
+            raise ValueError(f"x has {self.x.shape[0]} rows but y has {n}; they must match.")
+        self.features = tuple(names) if names is not None else tuple(f"x{j}" for j in range(self.x.shape[1]))
+        self.target, self.weights = "y", None if weights is None else "weights"
+        self.offset, self.exposure = None if offset is None else "offset", None
+        self.batch_rows, self.cache, self.path = int(batch_rows), "auto", "<arrays>"
+        self.n_rows = n
+        self.x_dtype = "float32" if self.x.dtype == np.float32 else "float64"
+
+    names = property(lambda self: self.features)
+
+    def cache_bytes(self) -> int:
+        return 1 << 62  # already in memory
+
+    def nbytes(self) -> int:
+        return int(self.x.nbytes)
+
+    def shard(self, index: int, count: int) -> "Arrays":
+        if count <= 1:
+            return self
+        rows = slice(index, None, count)
+        out = Arrays(self.x[rows], self.y[rows], None if self.w is None else self.w[rows],
+                     None if self.off is None else self.off[rows], names=self.features, batch_rows=self.batch_rows)
+        return out
+
+    def chunks(self, prefetch: bool = True) -> Iterator[Chunk]:
+        b = self.batch_rows
+        for s in range(0, self.n_rows, b):
+            yield Chunk(self.x[s:s + b].astype(self.x_dtype), self.y[s:s + b],
+                        None if self.w is None else self.w[s:s + b], None if self.off is None else self.off[s:s + b])

@@ -1,0 +1,285 @@
+"""One pass over a chunked source: compiled per-chunk programs whose sums add up to the full data's.
+
+A pass at parameters ``params`` runs one compiled program per chunk (every chunk has the same
+shape, the last one padded with rows of weight 0, so one program serves them all) and adds up what
+it returns: the total weight, the weighted sums of the statistics' terms
+(``likelihood.streamed``), and as asked the gradient, the information (``X'WX`` for the GLM
+families, minus the Hessian otherwise) and the scores' outer products (for robust standard errors).
+Sums are reduced over the chunks here, over the devices of a mesh by the compiled program (the rows
+of each chunk are sharded over the local devices), and over processes by ``distributed.allreduce``.
+
+The first pass (``Feeder.describe``) reads the source with NumPy: row count, weighted column
+moments (the standardization), the target's encoding and its moments (the intercept-only model),
+checks for missing and infinite values; it keeps the chunks on the device when they fit the
+source's ``cache`` budget, so later passes do not read the files again.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from scipy import special
+
+from ..likelihoods import streamed as lstats
+from ..models.core import forward
+from . import distributed
+from .second_order import _glm_gradient, _glm_information, gram
+
+__all__ = ["Feeder", "Moments", "run_pass", "mesh_of"]
+
+
+@dataclass
+class Moments:
+    """What the first pass learns (totals over every process)."""
+
+    rows: int
+    weight: float
+    mean: np.ndarray  # (d,) weighted column means
+    m2: np.ndarray  # (d,) weighted sums of squared deviations
+    y_mean: float
+    y_m2: float
+    lgamma: float  # sum of w * lgamma(y + 1) (counts' intercept-only model)
+    classes: np.ndarray | None  # weighted class totals (Categorical)
+    likelihood: object  # prepared (Categorical learns its class count)
+
+    def center_scale(self, centered: bool):
+        """The standardization, as ``data.design.Design.build`` computes it."""
+        scale = np.sqrt(self.m2 / self.weight) if self.weight > 0 else np.ones_like(self.mean)
+        center = self.mean.copy()
+        flat = ~(scale > 1e-12 * np.maximum(1.0, np.abs(center)))
+        center = np.where(flat | (not centered), 0.0, center)
+        return center.astype(np.float64), np.where(flat, 1.0, scale).astype(np.float64)
+
+
+def _merge(a, b):
+    """Chan et al.'s pairwise update of (weight, mean, m2)."""
+    wa, ma, sa = a
+    wb, mb, sb = b
+    w = wa + wb
+    if w == 0:
+        return w, ma, sa
+    delta = mb - ma
+    return w, ma + delta * (wb / w), sa + sb + delta * delta * (wa * wb / w)
+
+
+def mesh_of(devices=None):
+    """A one-axis mesh ("rows") over the local devices, or None with one device."""
+    devices = jax.local_devices() if devices is None else devices
+    if len(devices) < 2:
+        return None
+    from jax.sharding import AxisType
+
+    return jax.make_mesh((len(devices),), ("rows",), axis_types=(AxisType.Auto,), devices=devices)
+
+
+class Feeder:
+    """A source's chunks as device arrays of one shape: ``(x, y, w, offset, rows)``."""
+
+    def __init__(self, source, likelihood, dtype: str, *, mesh=None, part: str = "x"):
+        self.source, self.likelihood, self.dtype, self.mesh, self.part = source, likelihood, dtype, mesh, part
+        ndev = 1 if mesh is None else mesh.size
+        self.rows = int(math.ceil(source.batch_rows / ndev) * ndev)
+        self.kept: list | None = None
+        self.keep = source.nbytes() <= source.cache_bytes()
+
+    def _put(self, a, rows_axis=True):
+        if a is None:
+            return None
+        if self.mesh is None:
+            return jnp.asarray(a)
+        from jax.sharding import NamedSharding, PartitionSpec as P
+
+        spec = P("rows", *([None] * (a.ndim - 1))) if rows_axis else P()
+        return jax.device_put(a, NamedSharding(self.mesh, spec))
+
+    def _device(self, chunk, yenc):
+        b, n = self.rows, len(chunk.y)
+
+        def pad(a, fill=0.0):
+            if a is None or len(a) == b:
+                return a
+            out = np.full((b,) + a.shape[1:], fill, a.dtype)
+            out[:n] = a
+            return out
+
+        ydt = np.int32 if yenc.dtype.kind in "iu" else (np.float32 if np.all(yenc.astype(np.float32) == yenc)
+                                                        else np.float64)
+        w = None if chunk.weights is None else pad(chunk.weights.astype(self.dtype))
+        off = None if chunk.offset is None else pad(chunk.offset.astype(self.dtype))
+        return (self._put(pad(chunk.x)), self._put(pad(yenc.astype(ydt))), self._put(w), self._put(off),
+                jnp.asarray(n, jnp.int32))
+
+    def _encode(self, chunk, lik):
+        name = "y" if self.part == "x" else "valid y"
+        lik2, yenc = lik.prepare(np.asarray(chunk.y), name=f"{name} (column {self.source.target!r})")
+        return lik2, yenc
+
+    def describe(self) -> Moments:
+        """The first pass (see the module docstring); keeps the chunks when they fit the budget."""
+        src, lik = self.source, self.likelihood
+        names = src.features
+        stats = (0.0, np.zeros(len(names)), np.zeros(len(names)))
+        ystats, rows, lgam, top = (0.0, 0.0, 0.0), 0, 0.0, -1
+        classes = {}
+        kept = [] if self.keep else None
+        for chunk in src.chunks():
+            bad = ~np.isfinite(chunk.x).all(axis=0)
+            if bad.any():
+                raise ValueError(f"The column {names[int(np.argmax(bad))]!r} of the Parquet data has NaN or infinite "
+                                 f"values; drop or fill them before the fit.")
+            w = np.ones(len(chunk.y)) if chunk.weights is None else chunk.weights
+            if not np.all(np.isfinite(w) & (w >= 0)):
+                raise ValueError(f"The weights column {src.weights!r} must hold finite numbers >= 0; got "
+                                 f"{w[~(np.isfinite(w) & (w >= 0))][:3].tolist()}.")
+            if chunk.offset is not None and not np.all(np.isfinite(chunk.offset)):
+                raise ValueError(f"The offset/exposure column of the Parquet data has non-finite values.")
+            lik_c, yenc = self._encode(chunk, lik)
+            if getattr(lik_c, "n_classes", None) is not None and lik.name == "categorical":
+                top = max(top, int(yenc.max()))
+                classes_c = np.bincount(yenc, weights=w, minlength=top + 1)
+                for k, v in enumerate(classes_c):
+                    classes[k] = classes.get(k, 0.0) + v
+            x = chunk.x.astype(np.float64)
+            wc = float(w.sum())
+            if wc > 0:
+                mc = (w @ x) / wc
+                stats = _merge(stats, (wc, mc, w @ ((x - mc) ** 2)))
+                yf = yenc.astype(np.float64)
+                ym = float(w @ yf) / wc
+                ystats = _merge(ystats, (wc, ym, float(w @ (yf - ym) ** 2)))
+            if lik.name in ("poisson", "negativebinomial"):
+                lgam += float(w @ special.gammaln(yenc + 1.0))
+            rows += len(chunk.y)
+            if kept is not None:
+                kept.append(self._device(chunk, yenc))
+        self.kept = kept
+        return self._totals(stats, ystats, rows, lgam, classes, top)
+
+    def _totals(self, stats, ystats, rows, lgam, classes, top) -> Moments:
+        lik = self.likelihood
+        if distributed.process_count() > 1:  # gather every process's moments, merged in process order
+            top = int(distributed.allgather(np.array([top]))[:, 0].max())
+            d = len(stats[1])
+            mine = np.concatenate([[stats[0]], stats[1], stats[2], ystats, [rows, lgam],
+                                   [classes.get(k, 0.0) for k in range(top + 1)]])
+            every = distributed.allgather(mine)
+            stats, ystats = (0.0, np.zeros(d), np.zeros(d)), (0.0, 0.0, 0.0)
+            for v in every:
+                stats = _merge(stats, (v[0], v[1:1 + d], v[1 + d:1 + 2 * d]))
+                ystats = _merge(ystats, tuple(v[1 + 2 * d:4 + 2 * d]))
+            rows, lgam = int(every[:, 4 + 2 * d].sum()), float(every[:, 5 + 2 * d].sum())
+            classes = {k: float(every[:, 6 + 2 * d + k].sum()) for k in range(top + 1)}
+        if lik.name == "categorical":
+            from dataclasses import replace
+
+            k = lik.n_classes if lik.n_classes is not None else max(top + 1, 2)
+            if top >= k:
+                raise ValueError(f"The Categorical likelihood with {k} classes needs labels in 0..{k - 1}; the data "
+                                 f"has label {top}.")
+            lik = replace(lik, n_classes=k)
+        weight = float(stats[0])
+        if rows == 0 or not weight > 0:
+            raise ValueError(f"The Parquet data {self.source.path!r} has no rows with positive weight.")
+        counts = None if lik.name != "categorical" else np.array([classes.get(c, 0.0) for c in range(lik.n_classes)])
+        self.likelihood = lik
+        return Moments(rows, weight, np.asarray(stats[1], np.float64), np.asarray(stats[2], np.float64),
+                       float(ystats[1]), float(ystats[2]), lgam, counts, lik)
+
+    def __iter__(self):
+        if self.kept is not None:
+            yield from self.kept
+            return
+        for chunk in self.source.chunks():
+            yield self._device(chunk, self._encode(chunk, self.likelihood)[1])
+
+
+@functools.lru_cache(maxsize=64)
+def _program(model, lik, kind: str, family, standardized: bool, dtype: str):
+    """The per-chunk program: ``(acc, params, center, scale, x, y, w, offset, rows) -> acc + sums``."""
+    extra_names = lik.extra_params
+
+    def body(params, center, scale, x, y, w, off, rows):
+        dt = jnp.dtype(dtype)
+        xs = x.astype(dt)
+        if standardized:
+            xs = (xs - center[None, :]) / scale[None, :]
+        xl = model.columns_of(xs) if model.columns else xs
+        mask = (jnp.arange(x.shape[0]) < rows).astype(dt)
+        wt = mask if w is None else mask * w
+        yy = y if lik.name == "categorical" else y.astype(dt)
+
+        def index_of(p):
+            i = forward(model, p, xl)
+            return i if off is None else i + off
+
+        def per_row(p):
+            return lstats.terms(lik, index_of(p), yy, **{k: p[k] for k in extra_names})
+
+        index = index_of(params)
+        terms = lstats.terms(lik, index, yy, **{k: params[k] for k in extra_names})
+        out = {"weight": jnp.sum(wt), "terms": terms @ wt}
+        if kind == "grad":
+            out["grad"] = jax.grad(lambda p: per_row(p)[0] @ wt)(params)
+        if kind in ("newton", "final"):
+            n = index.shape[-1]
+            if family is not None:
+                out["g"] = _glm_gradient(lik, family, index, yy, xl, wt) * n
+                out["h"] = _glm_information(lik, family, index, yy, xl, wt) * n
+                if kind == "final":
+                    out["meat"] = _glm_meat(lik, family, index, yy, xl, wt)
+            else:
+                theta, unravel = ravel_pytree(params)
+                total = lambda th: per_row(unravel(th))[0] @ wt  # noqa: E731
+                out["g"] = jax.grad(total)(theta)
+                out["h"] = -jax.hessian(total)(theta)
+                if kind == "final":
+                    s = jax.jacfwd(lambda th: per_row(unravel(th))[0])(theta)  # (n, p)
+                    out["meat"] = (s * wt[:, None]).T @ s
+        return out
+
+    def run(acc, params, center, scale, x, y, w, off, rows):
+        out = body(params, center, scale, x, y, w, off, rows)
+        return jax.tree.map(jnp.add, acc, out)
+
+    return body, jax.jit(run, donate_argnums=0)
+
+
+def _glm_meat(lik, family, index, y, xt, w):
+    """Sum of ``w_i s_i s_i'`` for the GLM coordinates' per-row scores ``s_i``."""
+    if family != "categorical":
+        r = lik.glm_terms(index, y)[0]
+        return gram(xt, w * r * r)
+    k = index.shape[0]
+    r = jax.nn.one_hot(y, k, axis=0, dtype=index.dtype) - jax.nn.softmax(index, axis=0)  # (k, n)
+    s = (r[1:, None, :] * xt[None, :, :]).reshape(-1, xt.shape[1])  # ((k-1) q, n)
+    return (s * w[None, :]) @ s.T
+
+
+_SHAPES: dict = {}  # the sums' shapes per program and input shapes (eval_shape traces the program)
+
+
+def run_pass(feeder, model, lik, kind, family, params, center, scale, dtype):
+    """The sums of one pass at ``params`` (NumPy float64), over chunks, devices and processes."""
+    body, program = _program(model, lik, kind, family, center is not None, dtype)
+    acc = None
+    for x, y, w, off, rows in feeder:
+        if acc is None:
+            key = (body, x.shape, x.dtype, y.dtype, w is None, off is None, jax.tree.structure(params))
+            if key not in _SHAPES:
+                _SHAPES[key] = jax.eval_shape(body, params, center, scale, x, y, w, off, rows)
+            shapes = _SHAPES[key]
+            acc = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+            if feeder.mesh is not None:
+                from jax.sharding import NamedSharding, PartitionSpec as P
+
+                acc = jax.device_put(acc, NamedSharding(feeder.mesh, P()))
+        acc = program(acc, params, center, scale, x, y, w, off, rows)
+    if acc is None:  # a process with no rows contributes zeros
+        raise ValueError(f"The Parquet data {feeder.source.path!r} gave this process no rows.")
+    return distributed.allreduce(jax.device_get(acc))

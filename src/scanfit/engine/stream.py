@@ -1,0 +1,418 @@
+"""Fits on a chunked source (``sf.Parquet``): every step is one pass over the data.
+
+``fit`` with a source where ``x`` goes runs the full-batch methods exactly as in memory, with the
+data read in chunks (``engine.passes``): ``"newton"`` (the default for ``Linear`` with a built-in
+likelihood; its information is ``X'WX`` summed over the chunks), ``"lbfgs"`` (SciPy's L-BFGS-B, one
+pass per evaluation), ``"gd"`` and the optax optimizers (one full-batch step per pass). Memory is
+bounded by the chunk size (``batch_rows``), not by the row count. The history has one row per pass
+at the step's parameters. Newton converges on the decrement as in memory, takes one last full step
+and evaluates it in a final pass that also gives the standard errors' pieces (the information and
+the scores' outer products, transformed to the user's scale): ``summary()`` needs no data.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+import warnings
+from dataclasses import replace
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+from ..data.design import Design
+from ..data.precision import dtype_scope
+from ..data.sources import is_source
+from ..likelihoods import streamed as lstats
+from ..likelihoods.base import Likelihood
+from ..likelihoods.glm import glm_family, has_mle
+from ..models.core import as_model
+from . import distributed, optimizers
+from .assemble import column_order
+from .config import FitConfig
+from .outcome import FitError, FitWarning, Outcome, Status
+from .passes import Feeder, mesh_of, run_pass
+from .progress import CtrlC, progress_bar
+from .second_order import ARMIJO, MAX_HALVINGS, _glm_apply
+
+__all__ = ["fit", "STREAMED"]
+
+STREAMED = ("newton", "lbfgs")  # besides "gd" and the optax names (full-batch first-order steps)
+
+
+def _refuse(name, value, why):
+    if value is not None:
+        raise ValueError(f"The '{name}' parameter of fit is not available with a streamed source (sf.Parquet): "
+                         f"{why}")
+
+
+def fit(model: Any, likelihood: Likelihood, source, y=None, *, valid=None, optimizer="auto", learning_rate=None,
+        steps: int = 1000, seed: int = 0, record_every: int = 1, restarts: int = 1, early_stopping=None,
+        dtype: str = "auto", tol: float = 1e-8, standardize=None, penalty=None, progress: bool = False,
+        throw: bool = False, init_params=None, config: FitConfig | None = None, weights=None, offset=None,
+        exposure=None, formula=None, data=None, devices=None) -> Outcome:
+    """``scanfit.fit`` for a source (see the module docstring); the other arguments are fit's."""
+    if y is not None:
+        raise TypeError("With sf.Parquet(...) in place of x, y is a column of the files: give its name as "
+                        "sf.Parquet(path, target='y') and leave fit's y out.")
+    for name, value, why in (("weights", weights, "name the column in sf.Parquet(..., weights='w')."),
+                             ("offset", offset, "name the column in sf.Parquet(..., offset='col')."),
+                             ("exposure", exposure, "name the column in sf.Parquet(..., exposure='col')."),
+                             ("formula", formula, "give sf.Parquet the feature columns (features=[...])."),
+                             ("data", data, "the source is the data.")):
+        _refuse(name, value, why)
+    if config is None:
+        config = FitConfig(optimizer=optimizer, learning_rate=learning_rate, steps=steps, record_every=record_every,
+                           restarts=restarts, seed=seed, early_stopping=early_stopping, dtype=dtype, tol=tol,
+                           standardize=standardize, penalty=penalty)
+    config = config.validated()
+    model = as_model(model)
+    if not isinstance(likelihood, Likelihood):
+        raise TypeError(f"The 'likelihood' parameter must be sf.Gaussian(), sf.Bernoulli(), ... Got "
+                        f"{type(likelihood).__name__}.")
+    config = config.resolved(model, likelihood)
+    _refuse("penalty", config.penalty, "penalized fits read the data in memory; pass arrays.")
+    if config.early_stopping is not None:
+        raise ValueError("The 'early_stopping' parameter of fit is not available with a streamed exact fit: newton "
+                         "and lbfgs stop at the maximum.")
+    if config.restarts > 1:
+        raise ValueError(f"The 'restarts' parameter of fit ({config.restarts}) is not available with a streamed "
+                         f"full-batch fit; use restarts=1.")
+    if config.optimizer == "proximal":
+        raise ValueError("optimizer='proximal' is not available with a streamed source; use 'newton' or 'lbfgs'.")
+    if not (config.optimizer in STREAMED or config.optimizer in optimizers.NAMES
+            or not isinstance(config.optimizer, str)):
+        raise ValueError(f"The 'optimizer' parameter of fit: {config.optimizer!r} does not stream.")
+    proc, count = distributed.process_index(), distributed.process_count()
+    source = source.shard(proc, count)
+    mesh = mesh_of(devices) if devices is not None or len(jax.local_devices()) > 1 else None
+    with dtype_scope(config.dtype), CtrlC():
+        return _Fit(model, likelihood, source, valid, config, mesh, progress, throw, init_params).run()
+
+
+class _Fit:
+    def __init__(self, model, likelihood, source, valid, config, mesh, progress, throw, init_params):
+        self.model, self.config, self.progress, self.throw = model, config, progress, throw
+        self.source, self.init_params = source, init_params
+        self.feeder = Feeder(source, likelihood, config.dtype, mesh=mesh)
+        self.moments = self.feeder.describe()
+        self.lik = self.feeder.likelihood
+        self.family = glm_family(model, self.lik)
+        self.mle = has_mle(model, self.lik)
+        centered = getattr(model, "intercept", True)
+        if config.standardize:
+            center, scale = self.moments.center_scale(centered)
+            self.design = Design(source.features, center, scale)
+            self.center, self.scale = jnp.asarray(center, config.dtype), jnp.asarray(scale, config.dtype)
+        else:
+            self.design, self.center, self.scale = Design(source.features), None, None
+        self.valid = None
+        if valid is not None:
+            if not is_source(valid):
+                raise TypeError(f"With a streamed source, 'valid' must be sf.Parquet(...) too. Got "
+                                f"{type(valid).__name__}.")
+            if tuple(valid.features) != tuple(source.features):
+                valid = replace(valid, features=tuple(source.features))
+            self.valid = Feeder(valid, self.lik, config.dtype, mesh=mesh, part="valid")
+            self.valid_moments = self.valid.describe()
+        self.passes = 0
+        self.jits = _jits(model, self.lik, self.family, self.design.names, self.center is not None, config.dtype)
+
+    # ----------------------------------------------------------------- passes
+    def evaluate(self, params, kind):
+        self.passes += 1
+        family = self.family if kind in ("newton", "final") else None
+        return run_pass(self.feeder, self.model, self.lik, kind, family, params, self.center, self.scale,
+                        self.config.dtype)
+
+    def row(self, step, params, sums) -> dict:
+        out = {"step": step}
+        out.update({f"train_{k}": v for k, v in self.stats(sums).items()})
+        if self.valid is not None:
+            vs = run_pass(self.valid, self.model, self.lik, "value", None, params, self.center, self.scale,
+                          self.config.dtype)
+            out.update({f"valid_{k}": v for k, v in self.stats(vs).items()})
+        _, summaries = self.jits.user(params, self.center, self.scale)
+        out.update({k: float(v) for k, v in jax.device_get(summaries).items()})
+        return out
+
+    def stats(self, sums) -> dict:
+        means = jnp.asarray(sums["terms"] / sums["weight"], self.config.dtype)
+        return {k: float(v) for k, v in jax.device_get(self.jits.stats(means)).items()}
+
+    def to_user(self, params):
+        return self.jits.user(params, self.center, self.scale)[0]
+
+    def start(self):
+        key = jax.random.key(self.config.seed)
+        d, k = len(self.source.features), self.lik.n_outputs
+        if self.init_params is not None:
+            params = jax.tree.map(lambda a: jnp.asarray(a, self.config.dtype), self.init_params)
+            if self.center is not None:
+                params = self.model.to_standard(params, self.center, self.scale)
+            if self.lik.extra_params:
+                params = {**self.lik.init_extra(), **params}
+            return jax.tree.map(lambda a: jnp.asarray(a, self.config.dtype), params)
+        return self.jits.init(key, d, k)
+
+    # ----------------------------------------------------------------- methods
+    def run(self) -> Outcome:
+        t0 = time.perf_counter()
+        params = self.start()
+        rows, interrupted = [], False
+        bar = progress_bar(self.progress, self.config.steps)
+        try:
+            with bar:
+                if self.config.optimizer == "newton":
+                    params, sums, status = self.newton(params, rows, bar)
+                elif self.config.optimizer == "lbfgs":
+                    params, sums, status = self.lbfgs(params, rows, bar)
+                else:
+                    params, sums, status = self.first_order(params, rows, bar)
+        except KeyboardInterrupt:
+            interrupted = True
+        if interrupted or CtrlC.pressed:
+            if not hasattr(self, "last"):
+                raise KeyboardInterrupt
+            params, sums = self.last
+            status = Status("interrupted", len(rows), "Stopped by the user (Ctrl-C); the history holds the passes "
+                            "run so far.")
+        if self.mle and "meat" not in sums:  # the pieces of the standard errors, at the returned parameters
+            sums = self.evaluate(params, "final")
+        return self.outcome(params, sums, rows, status, time.perf_counter() - t0)
+
+    def record(self, rows, step, params, sums, bar):
+        self.last = (params, sums)
+        if step % self.config.record_every == 0:
+            rows.append(self.row(step, params, sums))
+        bar.advance(min(step + 1, self.config.steps))
+        if CtrlC.pressed:
+            raise KeyboardInterrupt
+
+    def newton(self, params, rows, bar):
+        cfg, W = self.config, self.moments.weight
+        sums = self.evaluate(params, "newton")
+        for step in range(cfg.steps):
+            self.record(rows, step, params, sums, bar)
+            value, g, h = sums["terms"][0] / W, sums["g"] / W, sums["h"] / W
+            if not np.isfinite(value):
+                return params, sums, Status.not_finite_at_start(cfg.dtype) if step == 0 else \
+                    Status("diverged", step, f"The objective became NaN or infinite at step {step}.", step)
+            if np.linalg.norm(g) < cfg.tol:
+                return params, sums, self._converged(step)
+            direction = _solve_pd(h, g)
+            slope = float(g @ direction)
+            near = 0.5 * slope <= max(cfg.tol ** 2, 100 * np.finfo(np.float64).eps) * max(1.0, abs(value))
+            t, halvings = 1.0, 0
+            while True:
+                cand = self.apply(params, t, direction)
+                cs = self.evaluate(cand, "final" if near and self.mle else "newton")
+                if near or cs["terms"][0] / W >= value + ARMIJO * t * slope:
+                    break
+                halvings += 1
+                if halvings > MAX_HALVINGS or not slope > 0:
+                    return params, sums, Status(
+                        "stalled", step, f"Stalled at step {step}: newton could not raise the objective further, "
+                        f"but the maximum is not reached. The maximum may not exist (separated classes, collinear "
+                        f"columns).", step)
+                t *= 0.5
+            params, sums = cand, cs
+            if near:
+                if step + 1 < cfg.steps:
+                    self.record(rows, step + 1, params, sums, bar)
+                return params, sums, self._converged(step + 1)
+        return params, sums, Status("max_steps", cfg.steps, f"Reached steps={cfg.steps} before converging; "
+                                    f"increase steps.")
+
+    def _converged(self, step):
+        crit = ("the Newton decrement" if self.config.optimizer == "newton" else "the gradient norm")
+        return Status("converged", step, f"Converged at step {step}: {crit} is below tol={self.config.tol:g} "
+                      f"({self.passes} passes over the data).")
+
+    def apply(self, params, t, direction):
+        return self.jits.apply(params, jnp.asarray(t, self.config.dtype), jnp.asarray(direction, self.config.dtype))
+
+    def lbfgs(self, params, rows, bar):
+        from jax.flatten_util import ravel_pytree
+        from scipy import optimize
+
+        cfg, W = self.config, self.moments.weight
+        theta0, unravel = ravel_pytree(params)
+        cache = {}
+        counter = [0]
+
+        def fun(th):
+            p = unravel(jnp.asarray(th, theta0.dtype))
+            sums = self.evaluate(p, "grad")
+            cache["last"] = (p, sums)
+            g, _ = ravel_pytree(sums["grad"])
+            value = sums["terms"][0] / W
+            self.record(rows, counter[0], p, sums, bar)
+            counter[0] += 1
+            return -value, -np.asarray(g, np.float64) / W
+
+        res = optimize.minimize(fun, np.asarray(theta0, np.float64), jac=True, method="L-BFGS-B",
+                                options={"maxiter": cfg.steps, "maxfun": cfg.steps + 20, "gtol": cfg.tol,
+                                         "ftol": 0.0})
+        p = unravel(jnp.asarray(res.x, theta0.dtype))
+        sums = self.evaluate(p, "grad")
+        g, _ = ravel_pytree(sums["grad"])
+        gnorm = float(np.linalg.norm(np.asarray(g) / W))
+        if gnorm < cfg.tol * max(1.0, abs(sums["terms"][0] / W)):
+            status = self._converged(counter[0])
+        elif res.nit >= cfg.steps or counter[0] >= cfg.steps:
+            status = Status("max_steps", cfg.steps, f"Reached steps={cfg.steps} before converging; increase steps.")
+        else:
+            status = Status("stalled", counter[0], f"Stalled after {counter[0]} passes: L-BFGS could not raise the "
+                            f"objective further ({res.message}); the gradient norm {gnorm:.2g} is above tol.")
+        return p, sums, status
+
+    def first_order(self, params, rows, bar):
+        cfg, W = self.config, self.moments.weight
+        tx = optimizers.resolve(cfg.optimizer, cfg.learning_rate)
+        state = tx.init(params)
+        update = jax.jit(lambda g, s, p: tx.update(g, s, p))
+        sums = None
+        for step in range(cfg.steps):
+            sums = self.evaluate(params, "grad")
+            self.record(rows, step, params, sums, bar)
+            if not np.isfinite(sums["terms"][0]):
+                return params, sums, Status.diverged(step, cfg.learning_rate, cfg.optimizer)
+            neg = jax.tree.map(lambda g: -jnp.asarray(g, cfg.dtype) / W, sums["grad"])
+            updates, state = update(neg, state, params)
+            params = optax.apply_updates(params, updates)
+        sums = self.evaluate(params, "value")
+        return params, sums, Status("completed", cfg.steps, f"Ran all {cfg.steps} steps of "
+                                    f"{optimizers.label(cfg.optimizer)} (one pass over the data per step).")
+
+    # ----------------------------------------------------------------- the record
+    def outcome(self, params, sums, rows, status, seconds) -> Outcome:
+        cfg, lik = self.config, self.lik
+        W = sums["weight"]
+        final = {f"train_{k}": v for k, v in self.stats(sums).items()}
+        if self.valid is not None:
+            vs = run_pass(self.valid, self.model, lik, "value", None, params, self.center, self.scale, cfg.dtype)
+            final.update({f"valid_{k}": v for k, v in self.stats(vs).items()})
+        for part, m in (("train", self.moments), ("valid", getattr(self, "valid_moments", None))):
+            if m is None:
+                continue
+            null = _null_mean(lik, self.moments, m, self.source.offset or self.source.exposure)
+            final[f"{part}_null_objective"] = null
+            obj = final.get(f"{part}_objective", np.nan)
+            final[f"{part}_pseudo_r2"] = 1.0 - obj / null if np.isfinite(null) and null != 0 else np.nan
+        final = {k: final[k] for k in column_order(lik, final)}
+        user = jax.tree.map(lambda a: np.asarray(a), self.to_user(params))
+        history = pd.DataFrame(rows)
+        if len(history):
+            history = history[["step"] + column_order(lik, [c for c in history.columns if c != "step"])]
+        inference = self.inference(sums, final) if self.mle and "meat" in sums else None
+        outcome = Outcome(model=self.model, likelihood=lik, config=cfg, params=user, history=history, status=status,
+                          feature_names=self.design.names, final=final, seconds=seconds, start_histories=[history],
+                          start_params=[user], start_statuses=[status], start_finals=[final], train=None,
+                          valid=None, design=self.design, inference=inference)
+        if status.code in ("diverged", "stalled"):
+            if self.throw:
+                raise FitError(status.message)
+            warnings.warn(status.message, FitWarning, stacklevel=4)
+        return outcome
+
+    def inference(self, sums, final) -> dict:
+        """The final pass's information, scores' outer products and gradient, on the user's scale
+        (coefficients in Newton's GLM order, then the likelihood's own parameters)."""
+        info, meat, g = sums["h"], sums["meat"], sums["g"]
+        if self.center is not None:
+            a_inv = self._to_user_map(len(g))
+            info, meat, g = a_inv.T @ info @ a_inv, a_inv.T @ meat @ a_inv, a_inv.T @ g
+        W = sums["weight"]
+        value = sums["terms"][0]
+        return {"info": info, "meat": meat, "gradient": g, "n_obs": W, "value": value,
+                "llnull": final.get("train_null_objective", np.nan) * W, "family": self.family}
+
+    def _to_user_map(self, p):
+        """``A^-1`` with ``theta_std = A^-1 theta_user``: information on the user's scale is
+        ``A^-T info A^-1`` (``x_std = (x - c) / s``)."""
+        c, s = np.asarray(self.center, np.float64), np.asarray(self.scale, np.float64)
+        intercept = getattr(self.model, "intercept", True)
+        q = len(c) + intercept
+        block = np.zeros((q, q))
+        if intercept:
+            block[0, 0] = 1.0
+            block[0, 1:] = c  # b0_std = b0 + c . b1
+        block[intercept:, intercept:] = np.diag(s)  # b1_std = s * b1
+        k = self.lik.n_classes - 1 if self.family == "categorical" else 1
+        out = np.eye(p)
+        out[:k * q, :k * q] = np.kron(np.eye(k), block)
+        return out
+
+
+class _Jits(NamedTuple):
+    init: Any
+    user: Any
+    stats: Any
+    apply: Any
+
+
+@functools.lru_cache(maxsize=32)
+def _jits(model, lik, family, names, standardized, dtype) -> _Jits:
+    """The small programs around the passes, compiled once per model, likelihood and columns (as
+    eager JAX operations they would compile one small program each)."""
+    from jax.flatten_util import ravel_pytree
+
+    def init(key, d, k):
+        params = model.init(key, d, k)
+        if lik.extra_params:
+            params = {**lik.init_extra(), **params}
+        return jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
+
+    def user(params, center, scale):
+        raw = model.from_standard(params, center, scale) if standardized else params
+        return raw, {**model.summaries(raw, names), **lik.summaries(raw)}
+
+    def stats(means):
+        return lstats.from_means_jax(lik, means)
+
+    def apply(params, t, direction):
+        if family is not None:
+            return _glm_apply(family, params, t, direction)
+        theta, unravel = ravel_pytree(params)
+        return unravel(theta + t * direction)
+
+    return _Jits(jax.jit(init, static_argnums=(1, 2)), jax.jit(user), jax.jit(stats), jax.jit(apply))
+
+
+def _solve_pd(h, g):
+    h = (h + h.T) / 2
+    try:
+        return np.linalg.solve(np.linalg.cholesky(h).T, np.linalg.solve(np.linalg.cholesky(h), g))
+    except np.linalg.LinAlgError:
+        lam, vec = np.linalg.eigh(h)
+        big = np.max(np.abs(lam))
+        lam = np.maximum(np.abs(lam), max(big, 1.0) * np.finfo(float).eps * 1e3)
+        return vec @ ((vec.T @ g) / lam)
+
+
+def _null_mean(lik, train, part, has_offset) -> float:
+    """The intercept-only model fitted to ``train`` (moments), its mean log-likelihood on ``part``."""
+    from scipy.special import xlogy
+
+    if has_offset:
+        return float("nan")
+    name = lik.name
+    if name == "bernoulli":  # y encoded as -1/1: the share of ones is (1 + mean) / 2
+        p, q = (1 + train.y_mean) / 2, (1 + part.y_mean) / 2
+        return float(xlogy(q, p) + xlogy(1 - q, 1 - p))
+    if name == "categorical":
+        p, q = train.classes / train.weight, part.classes / part.weight
+        return float(np.sum(xlogy(q, p)))
+    if name == "gaussian":
+        mse = part.y_m2 / part.weight + (part.y_mean - train.y_mean) ** 2
+        return float(-0.5 * (math.log(2 * math.pi * mse) + 1.0)) if mse > 0 else float("nan")
+    if name == "poisson":
+        mu = train.y_mean
+        return float(part.y_mean * math.log(mu) - mu - part.lgamma / part.weight) if mu > 0 else float("nan")
+    return float("nan")

@@ -1,0 +1,182 @@
+"""Streamed exact fits (issue 16): sf.Parquet sources read in chunks equal the in-memory answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+sm = pytest.importorskip("statsmodels.api")
+
+import scanfit as sf  # noqa: E402
+
+
+def write(tmp, frame, files=4, row_group=1500):
+    tmp.mkdir(parents=True, exist_ok=True)
+    bounds = np.linspace(0, len(frame), files + 1).astype(int)
+    for i in range(files):
+        part = frame.iloc[bounds[i]:bounds[i + 1]]
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), tmp / f"part-{i:03d}.parquet",
+                       row_group_size=row_group)
+    return tmp
+
+
+def logit_frame(n=20_000, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5)).astype(np.float32) * np.array([1, 10, 100, 0.1, 3], np.float32) + 5
+    eta = -1 + (X - 5) @ np.array([0.5, -0.05, 0.01, 2.0, 0.1])
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(np.float32)
+    frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(5)])
+    frame["y"] = y
+    return frame
+
+
+def coefs(r):
+    return np.r_[np.atleast_1d(r.params["beta0"]), r.params["beta1"]]
+
+
+@pytest.fixture(scope="module")
+def logit_dir(tmp_path_factory):
+    frame = logit_frame()
+    return write(tmp_path_factory.mktemp("logit") / "data", frame, files=20), frame
+
+
+def test_streamed_logit_equals_statsmodels_many_chunks(logit_dir):
+    path, frame = logit_dir
+    r = sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(path, target="y", batch_rows=700))
+    assert r.status.code == "converged"
+    X = sm.add_constant(frame.drop(columns="y").to_numpy(np.float64))
+    m = sm.Logit(frame["y"].to_numpy(float), X).fit(disp=0, tol=1e-14, maxiter=100)
+    np.testing.assert_allclose(coefs(r), m.params, rtol=1e-9, atol=1e-10)
+    s = r.summary()
+    np.testing.assert_allclose(s["std_err"].to_numpy(), m.bse, rtol=1e-8)
+    mh = sm.Logit(frame["y"].to_numpy(float), X).fit(disp=0, tol=1e-14, cov_type="HC0")
+    np.testing.assert_allclose(r.cov_params(cov_type="HC0").to_numpy(), mh.cov_params(), rtol=1e-7, atol=1e-12)
+    n, k = X.shape
+    np.testing.assert_allclose(r.cov_params(cov_type="HC1").to_numpy(), mh.cov_params() * n / (n - k), rtol=1e-7,
+                               atol=1e-12)
+    assert np.isclose(r.final["train_null_objective"] * n, m.llnull, rtol=1e-10)
+    # the history: one row per pass at the step's parameters; the last is the estimate's
+    assert r.history["train_objective"].is_monotonic_increasing
+    np.testing.assert_allclose(r.history["train_objective"].iloc[-1] * n, m.llf, rtol=1e-10)
+    pred = (m.predict(X) > 0.5) == (frame["y"].to_numpy() > 0)
+    assert np.isclose(r.final["train_accuracy"], pred.mean())
+
+
+def test_streamed_equals_in_memory_fit(logit_dir):
+    path, frame = logit_dir
+    r = sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(path, target="y", batch_rows=4096))
+    m = sf.fit(sf.Linear(), sf.Bernoulli(), frame.drop(columns="y").astype(np.float64), frame["y"])
+    np.testing.assert_allclose(coefs(r), coefs(m), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(r.summary()["std_err"], m.summary()["std_err"], rtol=1e-10)
+    for key in ("train_objective", "train_accuracy", "train_false_pos", "train_false_neg", "train_predavg",
+                "train_null_objective", "train_pseudo_r2"):
+        assert np.isclose(r.final[key], m.final[key], rtol=1e-10, atol=1e-12), key
+    x = frame.drop(columns="y").to_numpy(np.float64)[:50]
+    np.testing.assert_allclose(r.predict(x), m.predict(x), rtol=1e-9)
+
+
+def test_streamed_lbfgs_and_gd(logit_dir):
+    path, frame = logit_dir
+    src = sf.Parquet(path, target="y", batch_rows=5000)
+    newton = sf.fit(sf.Linear(), sf.Bernoulli(), src)
+    lb = sf.fit(sf.Linear(), sf.Bernoulli(), src, optimizer="lbfgs", steps=200, tol=1e-9)
+    assert lb.status.code == "converged", lb.status
+    np.testing.assert_allclose(coefs(lb), coefs(newton), rtol=1e-5, atol=1e-6)
+    gd = sf.fit(sf.Linear(), sf.Bernoulli(), src, optimizer="gd", learning_rate=1.0, steps=30)
+    assert gd.status.code == "completed" and len(gd.history) == 30
+    assert gd.history["train_objective"].iloc[-1] > gd.history["train_objective"].iloc[0]
+    assert gd.final["train_objective"] < newton.final["train_objective"] + 1e-12
+
+
+def test_streamed_gaussian_weights_and_valid(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 6000
+    X = rng.normal(size=(n, 3)) * [1.0, 50.0, 0.01] + [0.0, 1000.0, 3.0]
+    y = 2 + X @ [1.0, 0.02, 30.0] + rng.normal(size=n)
+    w = rng.integers(1, 4, size=n).astype(float)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"]).assign(y=y, w=w)
+    write(tmp_path / "train", frame.iloc[:5000], files=3, row_group=700)
+    write(tmp_path / "valid", frame.iloc[5000:], files=1)
+    r = sf.fit(sf.Linear(), sf.Gaussian(), sf.Parquet(tmp_path / "train", target="y", weights="w", batch_rows=900),
+               valid=sf.Parquet(tmp_path / "valid", target="y", weights="w"))
+    tr = frame.iloc[:5000]
+    m = sm.GLM(tr["y"], sm.add_constant(tr[["a", "b", "c"]]), freq_weights=tr["w"]).fit()
+    np.testing.assert_allclose(coefs(r), m.params, rtol=1e-10)
+    mem = sf.fit(sf.Linear(), sf.Gaussian(), tr[["a", "b", "c"]], tr["y"], weights=tr["w"].to_numpy(),
+                 valid=(frame.iloc[5000:][["a", "b", "c"]], frame.iloc[5000:]["y"],
+                        {"weights": frame.iloc[5000:]["w"].to_numpy()}))
+    np.testing.assert_allclose(r.summary()["std_err"], mem.summary()["std_err"], rtol=1e-9)
+    for key in ("train_mse", "valid_mse", "valid_objective", "train_null_objective", "valid_null_objective"):
+        assert np.isclose(r.final[key], mem.final[key], rtol=1e-9), key
+    assert "valid_mse" in r.history.columns
+
+
+def test_streamed_poisson_exposure_and_categorical(tmp_path):
+    rng = np.random.default_rng(2)
+    n = 8000
+    X = rng.normal(size=(n, 2))
+    expo = rng.uniform(0.5, 3.0, size=n)
+    counts = rng.poisson(expo * np.exp(0.3 + X @ [0.4, -0.2]))
+    frame = pd.DataFrame(X, columns=["u", "v"]).assign(y=counts.astype(float), t=expo)
+    write(tmp_path / "pois", frame, files=2)
+    r = sf.fit(sf.Linear(), sf.Poisson(), sf.Parquet(tmp_path / "pois", target="y", exposure="t", batch_rows=1000))
+    m = sm.GLM(frame["y"], sm.add_constant(frame[["u", "v"]]), family=sm.families.Poisson(),
+               exposure=frame["t"]).fit(tol=1e-14)
+    np.testing.assert_allclose(coefs(r), m.params, rtol=1e-9)
+    np.testing.assert_allclose(r.summary()["std_err"], m.bse, rtol=1e-8)
+
+    logits = np.c_[np.zeros(n), 0.5 + X @ [1.0, 0.0], -0.5 + X @ [0.0, 1.0]]
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = (rng.random(n)[:, None] > np.cumsum(p, 1)).sum(1)
+    cat = pd.DataFrame(X, columns=["u", "v"]).assign(y=labels)
+    write(tmp_path / "cat", cat, files=2)
+    rc = sf.fit(sf.Linear(), sf.Categorical(), sf.Parquet(tmp_path / "cat", target="y", batch_rows=1500))
+    mc = sm.MNLogit(labels, sm.add_constant(X)).fit(disp=0, tol=1e-14, maxiter=100)
+    s = rc.summary()
+    np.testing.assert_allclose(s["estimate"].to_numpy(), np.asarray(mc.params).T.ravel(), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(s["std_err"].to_numpy(), np.asarray(mc.bse).T.ravel(), rtol=1e-7)
+
+
+def test_streamed_negative_binomial_matches_in_memory(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 3000
+    X = rng.normal(size=(n, 2))
+    mu = np.exp(0.5 + X @ [0.3, -0.4])
+    y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu)).astype(float)
+    frame = pd.DataFrame(X, columns=["a", "b"]).assign(y=y)
+    write(tmp_path, frame, files=2)
+    r = sf.fit(sf.Linear(), sf.NegativeBinomial(), sf.Parquet(tmp_path, target="y", batch_rows=700))
+    m = sm.NegativeBinomial(y, sm.add_constant(X)).fit(disp=0, tol=1e-14, maxiter=200, method="newton")
+    s = r.summary()
+    np.testing.assert_allclose(s["estimate"].to_numpy(), m.params, rtol=1e-7)
+    np.testing.assert_allclose(s["std_err"].to_numpy(), m.bse, rtol=1e-5)
+
+
+def test_parquet_errors_name_the_problem(tmp_path, logit_dir):
+    path, frame = logit_dir
+    with pytest.raises(FileNotFoundError, match="path"):
+        sf.Parquet(tmp_path / "nothing-here", target="y")
+    with pytest.raises(ValueError, match="'target'.*'label'"):
+        sf.Parquet(path, target="label")
+    with pytest.raises(ValueError, match="'features'.*'zz'"):
+        sf.Parquet(path, target="y", features=["x0", "zz"])
+    with pytest.raises(ValueError, match="batch_rows"):
+        sf.Parquet(path, target="y", batch_rows=0)
+    with pytest.raises(TypeError, match="target='y'"):
+        sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(path, target="y"), frame["y"])
+    bad = frame.head(100).copy()
+    bad.loc[5, "x3"] = np.nan
+    write(tmp_path / "nan", bad, files=1)
+    with pytest.raises(ValueError, match="'x3'"):
+        sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(tmp_path / "nan", target="y"))
+    labels = frame.head(100).assign(y=2.0)
+    write(tmp_path / "labels", labels, files=1)
+    with pytest.raises(ValueError, match=r"\{0, 1\}"):
+        sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(tmp_path / "labels", target="y"))
+    src = sf.Parquet(path, target="y")
+    assert src.features == tuple(f"x{j}" for j in range(5)) and src.n_rows == len(frame)
+    with pytest.raises(ValueError, match="cluster"):
+        sf.fit(sf.Linear(), sf.Bernoulli(), src).summary(cov_type="cluster", groups=np.zeros(len(frame)))
