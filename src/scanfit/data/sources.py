@@ -127,6 +127,10 @@ class Parquet:
             raise ValueError("Give sf.Parquet an 'offset' column or an 'exposure' column, not both.")
         used = {self.target, self.weights, self.offset, self.exposure} - {None}
         types = {n: schema.field(n).type for n in columns}
+        for name in used:
+            if not _numeric(types[name]):
+                raise ValueError(f"The column {name!r} of {files[0]!r} holds {types[name]}, not numbers; sf.Parquet "
+                                 f"reads the target, weights and offsets as numbers (encode classes as 0..K-1).")
         if self.features is None:
             features = tuple(n for n in columns if n not in used and _numeric(types[n]))
         else:
