@@ -18,6 +18,10 @@ __all__ = ["fit"]
 @functools.wraps(loop.fit)
 def fit(*args, **kwargs) -> FitResult:
     x = args[2] if len(args) > 2 else kwargs.get("x")
+    if kwargs.get("batch_size") is not None or kwargs.get("epochs") is not None:  # minibatch training
+        from .engine import minibatch
+
+        return FitResult.of(minibatch.fit(*args, **kwargs))
     if is_source(x):  # sf.Parquet(...): read in chunks, one pass per step
         from .engine import stream
 
