@@ -75,6 +75,10 @@ def test_arrays_and_parquet_of_the_same_rows_give_the_same_numbers(hill_files):
     a = net_fit(Arrays(d.train.x, d.train.y, batch_rows=1024), epochs=2)
     p = net_fit(sf.Parquet(train, target="y", batch_rows=1024), epochs=2)
     np.testing.assert_array_equal(flat(a.params), flat(p.params))
+    # chunks streamed from the files (cache=0): the files in a shuffled order per epoch, still seeded
+    s1, s2 = (net_fit(sf.Parquet(train, target="y", batch_rows=1024, cache=0), epochs=2) for _ in range(2))
+    np.testing.assert_array_equal(flat(s1.params), flat(s2.params))
+    assert s1.status.code == "completed" and s1.final["train_accuracy"] > 0.8
     assert a.train is None and net_fit(d.train.x, d.train.y, epochs=1).train[0].shape == (10_000, 2)
 
 
