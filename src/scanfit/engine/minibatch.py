@@ -274,6 +274,8 @@ class _Fit:
                 for key, (x, y, w, off, n) in self.epoch_order(epoch):
                     carry, out = self.programs.train(carry, x, y, w, off, n, key, jnp.asarray(step, jnp.int32),
                                                      self.center, self.scale)
+                    if self.feeder.kept is None:  # streamed: one chunk in flight (memory: a few chunks, not the rows)
+                        jax.block_until_ready(carry)
                     active = -(-int(n) // self.bs)
                     outs.append((step, active, out))
                     step += active
