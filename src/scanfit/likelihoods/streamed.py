@@ -21,7 +21,8 @@ def _bernoulli_terms(lik, index, y, loglik):
 
 
 def _bernoulli_stats(lik, m):
-    return lik.stats(None, m[3][None], m[0], jnp.stack([m[1], m[2]]))
+    # one pseudo-row holding the mean of y (+-1 coded), weighted so that stats reads it as that mean
+    return lik.stats(None, m[3][None], m[0], jnp.stack([m[1], m[2]]), w=jnp.ones(1, m[3].dtype))
 
 
 def _categorical_terms(lik, index, y, loglik):
