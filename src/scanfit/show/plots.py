@@ -80,8 +80,10 @@ def history(result: Any, *, stats: list[str] | None = None, ncols: int = 3, titl
     for ax, stat in zip(axes, found):
         for split, color, style in (("train", TRAIN, "-"), ("valid", VALID, "--")):
             col = f"{split}_{stat}"
-            if col in frame.columns:
-                ax.plot(frame["step"], frame[col], color=color, linestyle=style, label=split, linewidth=1.6)
+            if col in frame.columns:  # rows without the statistic (a minibatch fit's between epochs) are skipped
+                part = frame[["step", col]].dropna()
+                ax.plot(part["step"], part[col], color=color, linestyle=style, label=split, linewidth=1.6,
+                        marker="o" if len(part) < 30 < len(frame) else None, markersize=3)
         ax.set_title(LABELS.get(stat, stat), fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
