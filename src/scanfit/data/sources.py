@@ -186,22 +186,22 @@ class Parquet:
         return _prefetched(it) if prefetch else it
 
     def _read(self) -> Iterator[Chunk]:
-        ds, _ = _pyarrow()
-        data = ds.dataset(list(self.files), format="parquet")
+        _, pq = _pyarrow()
         cols = self._columns()
         d, b = len(self.features), int(self.batch_rows)
         buf_x = np.empty((b, d), self.x_dtype)
         buf = {c: np.empty(b, np.float64) for c in cols[d:]}
         fill = 0
         try:
-            batches = data.to_batches(columns=cols, batch_size=b, use_threads=True)
-            for batch in batches:
+            # file by file, row group by row group: pyarrow's dataset scanner reads ahead until 64 MB are
+            # queued; the prefetch thread already overlaps reading, so memory stays a few chunks
+            for batch in (batch for f in self.files for batch in _batches(pq, f, cols, b)):
                 start = 0
                 while start < batch.num_rows:
                     take = min(b - fill, batch.num_rows - start)
                     part = batch.slice(start, take)
                     for j, name in enumerate(cols):
-                        col = part.column(j)
+                        col = part.column(name)  # by name: the file's order may differ
                         if col.null_count:
                             raise ValueError(f"The column {name!r} of the Parquet data has missing values (nulls); "
                                              f"drop or fill them before the fit.")
@@ -235,6 +235,16 @@ class Parquet:
                 raise ValueError(f"The exposure column {self.exposure!r} must be positive; got {e[~(e > 0)][:3]}.")
             off = np.log(e)
         return Chunk(x, y, w, off)
+
+
+def _batches(pq, path, cols, rows):
+    """The columns ``cols`` of one file in record batches of at most ``rows`` rows, row group by row group."""
+    f = pq.ParquetFile(path)
+    missing = [c for c in cols if c not in f.schema_arrow.names]
+    if missing:
+        raise ValueError(f"the file {path!r} lacks the columns {missing} (it has {f.schema_arrow.names}); every file "
+                         f"must hold the same columns")
+    return f.iter_batches(batch_size=rows, columns=cols, use_threads=True)
 
 
 def _numeric(t) -> bool:
