@@ -122,12 +122,24 @@ class Feeder:
 
     def describe(self) -> Moments:
         """The first pass (see the module docstring); keeps the chunks when they fit the budget."""
+        kept = [] if self.keep else None
+        try:
+            totals, error = self._scan(kept), None
+        except Exception as err:  # the other processes learn of it in _totals instead of waiting for this one
+            if distributed.process_count() == 1:
+                raise
+            d = len(self.source.features)
+            totals, error = ((0.0, np.zeros(d), np.zeros(d)), (0.0, 0.0, 0.0), 0, 0.0, {}, -1), err
+        self.kept = kept
+        return self._totals(*totals, error=error)
+
+    def _scan(self, kept):
+        """This process's chunks, checked, as ``(stats, ystats, rows, lgamma sum, class totals, top label)``."""
         src, lik = self.source, self.likelihood
         names = src.features
         stats = (0.0, np.zeros(len(names)), np.zeros(len(names)))
         ystats, rows, lgam, top = (0.0, 0.0, 0.0), 0, 0.0, -1
         classes = {}
-        kept = [] if self.keep else None
         for chunk in src.chunks():
             bad = ~np.isfinite(chunk.x).all(axis=0)
             if bad.any():
@@ -158,13 +170,24 @@ class Feeder:
             rows += len(chunk.y)
             if kept is not None:
                 kept.append(self._device(chunk, yenc))
-        self.kept = kept
-        return self._totals(stats, ystats, rows, lgam, classes, top)
+        return stats, ystats, rows, lgam, classes, top
 
-    def _totals(self, stats, ystats, rows, lgam, classes, top) -> Moments:
+    def _totals(self, stats, ystats, rows, lgam, classes, top, error=None) -> Moments:
         lik = self.likelihood
         if distributed.process_count() > 1:  # gather every process's moments, merged in process order
-            top = int(distributed.allgather(np.array([top]))[:, 0].max())
+            head = distributed.allgather(np.array([top, error is not None, rows]))
+            failed = [i for i, v in enumerate(head) if v[1]]
+            if error is not None:
+                raise error
+            if failed:
+                raise RuntimeError(f"Process {failed[0]} could not read its share of the data {self.source.path!r} "
+                                   f"(its own error says why); every process stops.")
+            empty = [i for i, v in enumerate(head) if v[2] == 0]
+            if empty:
+                raise ValueError(f"Process {empty[0]} read no rows from its share of the Parquet data "
+                                 f"{self.source.path!r} (every {len(head)}-th file from its index): every process needs "
+                                 f"rows; write the data as files of rows, at least one per process.")
+            top = int(head[:, 0].max())
             d = len(stats[1])
             mine = np.concatenate([[stats[0]], stats[1], stats[2], ystats, [rows, lgam],
                                    [classes.get(k, 0.0) for k in range(top + 1)]])
@@ -279,6 +302,8 @@ def run_pass(feeder, model, lik, kind, family, params, center, scale, dtype):
                 from jax.sharding import NamedSharding, PartitionSpec as P
 
                 acc = jax.device_put(acc, NamedSharding(feeder.mesh, P()))
+        else:  # the next chunk is on the device: wait for the last one's program, so that the loop does not
+            jax.block_until_ready(acc)  # queue the whole pass's chunks (memory is a few chunks, not the rows)
         acc = program(acc, params, center, scale, x, y, w, off, rows)
     if acc is None:  # a process with no rows contributes zeros
         raise ValueError(f"The Parquet data {feeder.source.path!r} gave this process no rows.")
