@@ -214,6 +214,17 @@ def fit(
     cluster: Annotated[Optional[str], typer.Option(
         help="Cluster the standard errors by this column (one-way, statsmodels' correction); it is not a feature "
              "unless --features names it.")] = None,
+    batch_rows: Annotated[Optional[int], typer.Option(
+        help="Stream the Parquet data in chunks of this many rows (a directory or glob always streams; a single "
+             "Parquet file streams when this or --distributed is given). Default 262144.", min=1)] = None,
+    distributed: Annotated[bool, typer.Option(
+        help="Join a group of processes (jax.distributed; SLURM, Open MPI and others are detected) that each read "
+             "their share of the Parquet files; only process 0 prints and writes.")] = False,
+    coordinator: Annotated[Optional[str], typer.Option(
+        help="With --distributed: process 0's address, host:port (default: detected from the cluster).")] = None,
+    num_processes: Annotated[Optional[int], typer.Option(help="With --distributed: how many processes.")] = None,
+    process_id: Annotated[Optional[int], typer.Option(help="With --distributed: this process's index, from 0.")]
+    = None,
 ) -> None:
     """Fit a model to a table and write the saved model, history, plots and report.
 
@@ -234,6 +245,22 @@ def fit(
         _fail("'--cov-type cluster' needs '--cluster COLUMN', the column that holds each row's group.")
     summary_options = {"cov_type": "cluster", "groups": cluster} if cluster is not None else (
         {"cov_type": cov_type.value} if cov_type is not None else {})
+    if (coordinator is not None or num_processes is not None or process_id is not None) and not distributed:
+        _fail("The '--coordinator', '--num-processes' and '--process-id' options go with '--distributed'.")
+    if _streams(table, batch_rows, distributed):
+        if formula is not None or cluster is not None or (valid_fraction or 0) > 0:
+            what = "--formula" if formula is not None else "--cluster" if cluster is not None else "--valid-fraction"
+            _fail(f"The '{what}' option reads the table in memory; a streamed Parquet fit (a directory, a glob, "
+                  f"--batch-rows or --distributed) uses every row for the estimates and named feature columns.")
+        mdl = ("linear", None, None) if model is ModelKind.linear else ("mlp", tuple(hidden_units), activation.value)
+        _fit_streamed(table, target=target, features=feature_list, model=mdl, likelihood=likelihood, link=link,
+                      roles={"weights": weights, "offset": offset, "exposure": exposure}, batch_rows=batch_rows,
+                      distributed=(coordinator, num_processes, process_id) if distributed else None,
+                      fit_options={"optimizer": optimizer.value, "learning_rate": learning_rate, "steps": steps,
+                                   "restarts": restarts, "standardize": standardize, "dtype": dtype.value,
+                                   "seed": seed},
+                      out=out, progress=progress, force=force, summary_options=summary_options)
+        return
     try:
         import scanfit as sf
 
@@ -283,6 +310,127 @@ def fit(
         _console(stderr=True).print(f"Interrupted (Ctrl-C) after {result.status.steps} of {steps} steps: the fit so "
                                     f"far is saved in {out}/ (model, history.csv, report.html) with status "
                                     f"'interrupted'. Run the command again to fit all steps.", markup=False)
+        raise typer.Exit(code=130)
+
+
+def _streams(table: Path, batch_rows, distributed: bool) -> bool:
+    """Whether ``scanfit fit`` streams ``table`` through ``sf.Parquet``: a directory of Parquet files, a
+    glob, or a Parquet file with ``--batch-rows`` or ``--distributed`` (a CSV never streams)."""
+    from . import tables
+
+    if table.is_dir():
+        return next(table.rglob("*.parquet"), None) is not None  # else: "a directory; give a file"
+    if not table.exists() and any(c in str(table) for c in "*?["):
+        return True
+    return tables.READERS.get(table.suffix.lower()) == "parquet" and (batch_rows is not None or distributed)
+
+
+def _streamed_likelihood(sf, source, likelihood, link):
+    """The likelihood (and the classes to save) for a streamed fit: as asked, or chosen from the
+    target column of the first file, which must already hold codes (0/1, or 0..K-1)."""
+    import pyarrow.parquet as pq
+
+    from . import tables
+
+    name = source.target
+    if likelihood is None:
+        column = pq.read_table(source.files[0], columns=[name]).column(0).to_pandas().rename(name)
+        try:
+            chosen = tables.encode_target(column, None)
+        except ValueError as err:
+            raise ValueError(f"{err} (read from the first file, {source.files[0]!r}); name the likelihood with "
+                             f"--likelihood.") from None
+        likelihood = chosen.likelihood
+        coded = chosen.classes is None or all(float(c) == k for k, c in enumerate(chosen.classes))
+        if not coded and likelihood in ("bernoulli", "categorical"):
+            raise ValueError(f"A streamed fit reads the target {name!r} as codes, 0/1 for two classes or 0..K-1; the "
+                             f"first file holds {chosen.classes[:6]}. Code the classes in the files, or give "
+                             f"--likelihood gaussian.")
+        reason = f"{chosen.reason.split(', coding')[0]} (from the first file)"
+        classes = chosen.classes if likelihood == "bernoulli" else None
+    else:
+        reason, classes = f"{likelihood} (as asked)", [0, 1] if likelihood == "bernoulli" else None
+    if link not in (None, "logit") and likelihood != "bernoulli":
+        raise ValueError(f"The '--link' option ({link}) applies to a two-class (bernoulli) target; this one is "
+                         f"{likelihood}.")
+    lik = {"gaussian": sf.Gaussian, "poisson": sf.Poisson, "negativebinomial": sf.NegativeBinomial,
+           "categorical": sf.Categorical}.get(likelihood)
+    return (lik() if lik else sf.Bernoulli(link=link or "logit")), classes, reason
+
+
+def _fit_streamed(table, *, target, features, model, likelihood, link, roles, batch_rows, distributed, fit_options,
+                  out, progress, force, summary_options) -> None:
+    """``scanfit fit`` on a Parquet directory, glob or file read in chunks (``sf.Parquet``); with
+    ``distributed`` (coordinator, count, id) every process fits its share and only process 0 prints
+    and writes."""
+    import numpy as np
+    from rich.console import Console
+
+    import scanfit as sf
+
+    from . import tables
+    from .results import run_dir
+
+    if distributed is not None:
+        try:
+            sf.distributed.initialize(*distributed)
+        except (RuntimeError, ValueError) as err:
+            _fail(err)
+    writer = sf.distributed.is_writer()
+    con = _console() if writer else Console(quiet=True)
+    try:
+        if writer:
+            run_dir.check(out, force)
+        if target is None:
+            raise ValueError("Give the column to predict with '--target COLUMN' (a streamed fit takes no formula).")
+        options = {k: v for k, v in roles.items() if v is not None}
+        source = sf.Parquet(str(table), target=target, features=features, **options,
+                            **({"batch_rows": batch_rows} if batch_rows is not None else {}))
+        lik, classes, reason = _streamed_likelihood(sf, source, None if likelihood is None else likelihood.value,
+                                                    None if link is None else link.value)
+        con.print(f"Likelihood: {reason}", markup=False)
+        kind, hidden, activation = model
+        mdl = sf.Linear() if kind == "linear" else sf.MLP(hidden=hidden, activation=activation)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", sf.FitWarning)
+            result = sf.fit(mdl, lik, source, progress=progress and writer, **fit_options)
+        if result.status.code == "interrupted" and result.history.empty:
+            raise KeyboardInterrupt
+        count = sf.distributed.process_count()
+        con.print(f"Rows: {source.n_rows} gave the estimates (streamed from {len(source.files)} Parquet file(s) in "
+                  f"chunks of {source.batch_rows} rows" + (f", over {count} processes)." if count > 1 else ")."),
+                  markup=False)
+        con.print(f"Fit: {result.config.optimizer}, {result.config.dtype}"
+                  f"{', standardized columns' if result.design.standardized else ''}.", markup=False)
+        con.print(f"Status: {result.status}", markup=False)
+        for w in caught:
+            if issubclass(w.category, sf.FitWarning) and str(w.message) not in str(result.status) and writer:
+                _console(stderr=True).print(f"Warning: {w.message}", markup=False)
+        con.print(_rich_table(tables.final_table(result.final), "Final statistics"))
+        summary_text = None
+        if result.inference is not None:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    summary_text = result.summary_text(**summary_options)
+            except Exception as err:  # the summary is optional; say why it is missing
+                summary_text = f"(no summary table: {err})"
+            con.print(summary_text, markup=False)
+        if not writer:
+            return
+        if classes is None and lik.name == "categorical":
+            classes = list(range(result.likelihood.n_classes))
+        coded = tables.Target(target, lik.name, np.zeros(0), classes, reason)
+        written = run_dir.write(out, lambda d: tables.write_outputs(result, d, target=coded, x=None, y=None,
+                                                                    table=str(table), summary=summary_text),
+                                force=force)
+    except USER_ERRORS as err:
+        _fail(err)
+    except KeyboardInterrupt:
+        _console(stderr=True).print(f"Interrupted (Ctrl-C): nothing was saved, {out}/ is unchanged.", markup=False)
+        raise typer.Exit(code=130) from None
+    con.print(f"Wrote {', '.join(p.name for p in written)} to {out}/", markup=False)
+    if result.status.code == "interrupted":
         raise typer.Exit(code=130)
 
 
