@@ -223,8 +223,7 @@ def fit(
     coordinator: Annotated[Optional[str], typer.Option(
         help="With --distributed: process 0's address, host:port (default: detected from the cluster).")] = None,
     num_processes: Annotated[Optional[int], typer.Option(help="With --distributed: how many processes.")] = None,
-    process_id: Annotated[Optional[int], typer.Option(help="With --distributed: this process's index, from 0.")]
-    = None,
+    process_id: Annotated[Optional[int], typer.Option(help="With --distributed: this process's index.")] = None,
 ) -> None:
     """Fit a model to a table and write the saved model, history, plots and report.
 
@@ -247,7 +246,7 @@ def fit(
         {"cov_type": cov_type.value} if cov_type is not None else {})
     if (coordinator is not None or num_processes is not None or process_id is not None) and not distributed:
         _fail("The '--coordinator', '--num-processes' and '--process-id' options go with '--distributed'.")
-    if _streams(table, batch_rows, distributed):
+    if tables.streams(table, batch_rows, distributed):
         if formula is not None or cluster is not None or (valid_fraction or 0) > 0:
             what = "--formula" if formula is not None else "--cluster" if cluster is not None else "--valid-fraction"
             _fail(f"The '{what}' option reads the table in memory; a streamed Parquet fit (a directory, a glob, "
@@ -313,51 +312,6 @@ def fit(
         raise typer.Exit(code=130)
 
 
-def _streams(table: Path, batch_rows, distributed: bool) -> bool:
-    """Whether ``scanfit fit`` streams ``table`` through ``sf.Parquet``: a directory of Parquet files, a
-    glob, or a Parquet file with ``--batch-rows`` or ``--distributed`` (a CSV never streams)."""
-    from . import tables
-
-    if table.is_dir():
-        return next(table.rglob("*.parquet"), None) is not None  # else: "a directory; give a file"
-    if not table.exists() and any(c in str(table) for c in "*?["):
-        return True
-    return tables.READERS.get(table.suffix.lower()) == "parquet" and (batch_rows is not None or distributed)
-
-
-def _streamed_likelihood(sf, source, likelihood, link):
-    """The likelihood (and the classes to save) for a streamed fit: as asked, or chosen from the
-    target column of the first file, which must already hold codes (0/1, or 0..K-1)."""
-    import pyarrow.parquet as pq
-
-    from . import tables
-
-    name = source.target
-    if likelihood is None:
-        column = pq.read_table(source.files[0], columns=[name]).column(0).to_pandas().rename(name)
-        try:
-            chosen = tables.encode_target(column, None)
-        except ValueError as err:
-            raise ValueError(f"{err} (read from the first file, {source.files[0]!r}); name the likelihood with "
-                             f"--likelihood.") from None
-        likelihood = chosen.likelihood
-        coded = chosen.classes is None or all(float(c) == k for k, c in enumerate(chosen.classes))
-        if not coded and likelihood in ("bernoulli", "categorical"):
-            raise ValueError(f"A streamed fit reads the target {name!r} as codes, 0/1 for two classes or 0..K-1; the "
-                             f"first file holds {chosen.classes[:6]}. Code the classes in the files, or give "
-                             f"--likelihood gaussian.")
-        reason = f"{chosen.reason.split(', coding')[0]} (from the first file)"
-        classes = chosen.classes if likelihood == "bernoulli" else None
-    else:
-        reason, classes = f"{likelihood} (as asked)", [0, 1] if likelihood == "bernoulli" else None
-    if link not in (None, "logit") and likelihood != "bernoulli":
-        raise ValueError(f"The '--link' option ({link}) applies to a two-class (bernoulli) target; this one is "
-                         f"{likelihood}.")
-    lik = {"gaussian": sf.Gaussian, "poisson": sf.Poisson, "negativebinomial": sf.NegativeBinomial,
-           "categorical": sf.Categorical}.get(likelihood)
-    return (lik() if lik else sf.Bernoulli(link=link or "logit")), classes, reason
-
-
 def _fit_streamed(table, *, target, features, model, likelihood, link, roles, batch_rows, distributed, fit_options,
                   out, progress, force, summary_options) -> None:
     """``scanfit fit`` on a Parquet directory, glob or file read in chunks (``sf.Parquet``); with
@@ -386,7 +340,7 @@ def _fit_streamed(table, *, target, features, model, likelihood, link, roles, ba
         options = {k: v for k, v in roles.items() if v is not None}
         source = sf.Parquet(str(table), target=target, features=features, **options,
                             **({"batch_rows": batch_rows} if batch_rows is not None else {}))
-        lik, classes, reason = _streamed_likelihood(sf, source, None if likelihood is None else likelihood.value,
+        lik, classes, reason = tables.streamed_likelihood(sf, source, None if likelihood is None else likelihood.value,
                                                     None if link is None else link.value)
         con.print(f"Likelihood: {reason}", markup=False)
         kind, hidden, activation = model

@@ -334,3 +334,44 @@ def _append(frame: pd.DataFrame, columns: dict) -> pd.DataFrame:
     for name, values in columns.items():
         out[name] = values
     return out
+
+
+def streams(table: Path, batch_rows, distributed: bool) -> bool:
+    """Whether ``scanfit fit`` streams ``table`` through ``sf.Parquet``: a directory of Parquet files, a
+    glob, or a Parquet file with ``--batch-rows`` or ``--distributed`` (a CSV never streams)."""
+    if table.is_dir():
+        return next(table.rglob("*.parquet"), None) is not None  # else: "a directory; give a file"
+    if not table.exists() and any(c in str(table) for c in "*?["):
+        return True
+    return READERS.get(table.suffix.lower()) == "parquet" and (batch_rows is not None or distributed)
+
+
+def streamed_likelihood(sf, source, likelihood, link):
+    """The likelihood (and the classes to save) for a streamed fit: as asked, or chosen from the
+    target column of the first file, which must already hold codes (0/1, or 0..K-1)."""
+    import pyarrow.parquet as pq
+
+    name = source.target
+    if likelihood is None:
+        column = pq.read_table(source.files[0], columns=[name]).column(0).to_pandas().rename(name)
+        try:
+            chosen = encode_target(column, None)
+        except ValueError as err:
+            raise ValueError(f"{err} (read from the first file, {source.files[0]!r}); name the likelihood with "
+                             f"--likelihood.") from None
+        likelihood = chosen.likelihood
+        coded = chosen.classes is None or all(float(c) == k for k, c in enumerate(chosen.classes))
+        if not coded and likelihood in ("bernoulli", "categorical"):
+            raise ValueError(f"A streamed fit reads the target {name!r} as codes, 0/1 for two classes or 0..K-1; the "
+                             f"first file holds {chosen.classes[:6]}. Code the classes in the files, or give "
+                             f"--likelihood gaussian.")
+        reason = f"{chosen.reason.split(', coding')[0]} (from the first file)"
+        classes = chosen.classes if likelihood == "bernoulli" else None
+    else:
+        reason, classes = f"{likelihood} (as asked)", [0, 1] if likelihood == "bernoulli" else None
+    if link not in (None, "logit") and likelihood != "bernoulli":
+        raise ValueError(f"The '--link' option ({link}) applies to a two-class (bernoulli) target; this one is "
+                         f"{likelihood}.")
+    lik = {"gaussian": sf.Gaussian, "poisson": sf.Poisson, "negativebinomial": sf.NegativeBinomial,
+           "categorical": sf.Categorical}.get(likelihood)
+    return (lik() if lik else sf.Bernoulli(link=link or "logit")), classes, reason
