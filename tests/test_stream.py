@@ -180,3 +180,16 @@ def test_parquet_errors_name_the_problem(tmp_path, logit_dir):
     assert src.features == tuple(f"x{j}" for j in range(5)) and src.n_rows == len(frame)
     with pytest.raises(ValueError, match="cluster"):
         sf.fit(sf.Linear(), sf.Bernoulli(), src).summary(cov_type="cluster", groups=np.zeros(len(frame)))
+
+
+def test_saved_streamed_model_keeps_its_standard_errors(logit_dir, tmp_path):
+    path, frame = logit_dir
+    r = sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(path, target="y", batch_rows=4096))
+    r.save(tmp_path / "model")
+    back = sf.load(tmp_path / "model")
+    for cov in ("nonrobust", "HC1"):
+        pd.testing.assert_frame_equal(back.summary(cov_type=cov), r.summary(cov_type=cov), rtol=1e-12)
+    from scanfit.results import persist
+
+    meta = persist.info(tmp_path / "model")
+    assert "x3" in meta["summary_text"] and len(meta["inference"]["gradient"]) == 6

@@ -188,6 +188,20 @@ def _structure(value: Any, key: str) -> None:
 
 
 PARAMS = record({"structure": _structure, "sha256": HEX64, "bytes": _int_in(8, 1 << 40)})
+MAX_INFERENCE = 200  # coefficients up to which a streamed fit's information is saved (as JSON numbers)
+_SQUARE = list_of(list_of(NUMBER, 1, MAX_INFERENCE), 1, MAX_INFERENCE)
+INFERENCE = record({"info": _SQUARE, "meat": _SQUARE, "gradient": list_of(NUMBER, 1, MAX_INFERENCE),
+                    "n_obs": _number(0.0), "value": NUMBER, "llnull": _or_none(NUMBER),
+                    "family": _or_none(_one_of("gaussian", "bernoulli", "poisson", "categorical"))})
+
+
+def _check_inference(blob, key: str = "inference") -> None:
+    """The pieces of a streamed fit's standard errors: square, of one size, symmetric information."""
+    INFERENCE(blob, key)
+    p = len(blob["gradient"])
+    for name in ("info", "meat"):
+        if len(blob[name]) != p or any(len(row) != p for row in blob[name]):
+            raise Invalid(f"{key}.{name} must be {p} x {p}, as the gradient")
 META = record({
     "format": _one_of(FORMAT), "format_version": _int_in(1, FORMAT_VERSION), "scanfit_version": STR,
     "jax_version": STR, "model": MODEL, "likelihood": LIKELIHOOD, "feature_names": list_of(STR, 1),
@@ -197,7 +211,8 @@ META = record({
     "digest": HEX64,
     "design": _or_none(record({"names": list_of(STR), "center": _or_none(list_of(NUMBER)),
                                "scale": _or_none(list_of(NUMBER)), "formula": _or_none(dict_of(lambda v, k: None))})),
-}, optional=("digest", "design"))
+    "inference": _or_none(lambda v, k: _check_inference(v, k)),
+}, optional=("digest", "design", "inference"))
 
 
 def leaf_names(structure: dict) -> list[str]:

@@ -57,7 +57,7 @@ from ..likelihoods import Bernoulli, Categorical, Gaussian, NegativeBinomial, Po
 from ..models.core import MLP, Linear, as_model
 from . import model_files as files
 from .model_files import MAX_META_BYTES, META_FILE, PARAMS_FILE, ModelFileError
-from .model_schema import FORMAT, FORMAT_VERSION, Invalid, check_meta, check_params, leaf_names
+from .model_schema import FORMAT, FORMAT_VERSION, MAX_INFERENCE, Invalid, check_meta, check_params, leaf_names
 
 __all__ = ["save", "read", "read_with_info", "info", "ModelFileError", "FORMAT_VERSION", "PARAMS_FILE", "META_FILE"]
 
@@ -181,6 +181,25 @@ def _write(directory: Path, name: str, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _inference_json(pieces) -> dict | None:
+    """A streamed fit's information, scores' outer products and gradient (its standard errors without
+    the rows), as JSON numbers; None for other fits or past ``MAX_INFERENCE`` coefficients."""
+    if pieces is None or len(pieces["gradient"]) > MAX_INFERENCE or not all(
+            np.all(np.isfinite(pieces[k])) for k in ("info", "meat", "gradient", "n_obs", "value")):
+        return None
+    return _clean({"info": np.asarray(pieces["info"], float).tolist(), "meat": np.asarray(pieces["meat"], float).tolist(),
+                   "gradient": np.asarray(pieces["gradient"], float).tolist(), "n_obs": float(pieces["n_obs"]),
+                   "value": float(pieces["value"]), "llnull": float(pieces["llnull"]), "family": pieces["family"]})
+
+
+def _inference_of(blob: dict | None) -> dict | None:
+    if blob is None:
+        return None
+    out = {k: (np.asarray(v, np.float64) if k in ("info", "meat", "gradient") else v) for k, v in blob.items()}
+    out["llnull"] = np.nan if out["llnull"] is None else out["llnull"]
+    return out
+
+
 def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrite: bool = True,
          summary: str | None = None) -> Path:
     """Write ``result`` (a FitResult) to the directory ``path``; return the path.
@@ -202,7 +221,9 @@ def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrit
     structure = _flatten(params, "", arrays)
     blob = st_save(arrays, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
     network = getattr(result.model, "name", None) in ("mlp", "module", "equinox")
-    if summary is None and hasattr(result, "summary_text") and result.train is not None and not network:
+    streamed = _inference_json(getattr(result, "inference", None))
+    if summary is None and hasattr(result, "summary_text") and not network and (
+            result.train is not None or getattr(result, "inference", None) is not None):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -225,6 +246,7 @@ def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrit
                                             "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)},
         "extra": _clean(extra or {}), "history": _frame_to_json(result.history),
         "design": None if getattr(result, "design", None) is None else _clean(result.design.spec()),
+        "inference": streamed,
     }
     text = _meta_text(meta)
     _self_check(path, text, params, result.model, result.likelihood, result.config.dtype, len(result.history))
@@ -426,4 +448,5 @@ def read_with_info(path: str | os.PathLike, *, model: Any = None) -> tuple[Outco
                    seconds=float(meta["seconds"] or 0.0), best_start=best,
                    start_histories=[history if i == best else None for i in range(len(starts))],
                    start_params=[params if i == best else None for i in range(len(starts))],
-                   start_statuses=starts, start_finals=finals, train=None, valid=None, design=design), meta
+                   start_statuses=starts, start_finals=finals, train=None, valid=None, design=design,
+                   inference=_inference_of(meta.get("inference"))), meta

@@ -32,6 +32,9 @@ def streamed_estimates(result, reference, allow) -> Estimates:
     names = ("intercept",) * intercept + tuple(result.feature_names)
     theta, index, others = _coefficients(result, lik, family, names, reference)
     info, meat, g = (np.asarray(pieces[k], np.float64) for k in ("info", "meat", "gradient"))
+    if info.shape != (len(theta), len(theta)) or meat.shape != info.shape or g.shape != theta.shape:
+        raise ValueError(f"This streamed fit's information is {info.shape[0]} x {info.shape[-1]}, but the model has "
+                         f"{len(theta)} coefficients; refit it.")
     total = float(pieces["n_obs"])
     ll, sigma = float(pieces["value"]), None
     if family == "gaussian":  # the loop's objective is -SSR: OLS's information and scores at sigma^2
