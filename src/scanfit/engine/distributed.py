@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["initialize", "process_index", "process_count", "is_writer", "allgather", "allreduce", "shutdown"]
+__all__ = ["initialize", "process_index", "process_count", "is_writer", "allgather", "allreduce", "broadcast",
+           "shutdown"]
 
 _STATE = {"initialized": False}
 
@@ -113,3 +114,12 @@ def allreduce(tree):
         out.append(total[at:at + size].reshape(np.shape(a)))
         at += size
     return jax.tree.unflatten(treedef, out)
+
+
+def broadcast(values: np.ndarray) -> np.ndarray:
+    """Process 0's ``values`` on every process (a decision taken once, so that machines whose
+    arithmetic differs in the last bit still take the same steps)."""
+    values = np.asarray(values, np.float64)
+    if process_count() == 1:
+        return values
+    return allgather(values)[0]

@@ -290,6 +290,22 @@ _SHAPES: dict = {}  # the sums' shapes per program and input shapes (eval_shape 
 def run_pass(feeder, model, lik, kind, family, params, center, scale, dtype):
     """The sums of one pass at ``params`` (NumPy float64), over chunks, devices and processes."""
     body, program = _program(model, lik, kind, family, center is not None, dtype)
+    try:
+        acc = _local_pass(feeder, body, program, params, center, scale)
+    except Exception:
+        if distributed.process_count() > 1:  # tell the others, who would otherwise wait for this process
+            distributed.allgather(np.array([1.0]))
+        raise
+    if distributed.process_count() > 1:
+        failed = np.flatnonzero(distributed.allgather(np.array([0.0]))[:, 0])
+        if len(failed):
+            raise RuntimeError(f"Process {failed[0]} could not read its share of the data {feeder.source.path!r} "
+                               f"in a pass (its own error says why); every process stops.")
+    return distributed.allreduce(jax.device_get(acc))
+
+
+def _local_pass(feeder, body, program, params, center, scale):
+    """This process's sums of one pass (device arrays)."""
     acc = None
     for x, y, w, off, rows in feeder:
         if acc is None:
@@ -305,6 +321,6 @@ def run_pass(feeder, model, lik, kind, family, params, center, scale, dtype):
         else:  # the next chunk is on the device: wait for the last one's program, so that the loop does not
             jax.block_until_ready(acc)  # queue the whole pass's chunks (memory is a few chunks, not the rows)
         acc = program(acc, params, center, scale, x, y, w, off, rows)
-    if acc is None:  # a process with no rows contributes zeros
+    if acc is None:
         raise ValueError(f"The Parquet data {feeder.source.path!r} gave this process no rows.")
-    return distributed.allreduce(jax.device_get(acc))
+    return acc

@@ -208,7 +208,7 @@ class _Fit:
                     Status("diverged", step, f"The objective became NaN or infinite at step {step}.", step)
             if np.linalg.norm(g) < cfg.tol:
                 return params, sums, self._converged(step)
-            direction = _solve_pd(h, g)
+            direction = distributed.broadcast(_solve_pd(h, g))  # one direction for every process
             slope = float(g @ direction)
             near = 0.5 * slope <= max(cfg.tol ** 2, 100 * np.finfo(np.float64).eps) * max(1.0, abs(value))
             t, halvings = 1.0, 0
