@@ -82,10 +82,19 @@ def gram(xt, w, *, low: bool = False, nonneg: bool = False):
     return (xt * w[None, :]) @ xt.T
 
 
+def _rows(lik, index, y, w):
+    """The mean's divisor: all rows with weights (normalized to mean 1 over all rows, padding
+    included), else the rows that count (``lik.counted``: an unweighted padded logit marks its
+    padding with ``y = 0``; its ``xt`` columns are zero there, so they add nothing to the sums)."""
+    if w is not None or lik is None or not lik.pads_in_y(None):
+        return index.shape[-1]
+    return jnp.sum(lik.counted(y), dtype=jnp.int32).astype(index.dtype)
+
+
 def _glm_gradient(lik, family, index, y, xt, w=None):
     """Gradient of the (weighted) mean log-likelihood in the coefficients ``[beta0, beta1]`` (for
     Categorical: classes 1..K-1 stacked, class 0 held fixed). ``w``: weights normalized to mean 1."""
-    n = index.shape[-1]
+    n = _rows(lik, index, y, w)
     scale = (1.0 / n) if w is None else w / n
     if family == "categorical":
         k = index.shape[0]
@@ -99,7 +108,7 @@ def _glm_information(lik, family, index, y, xt, w=None, low: bool = False):
     (observed information: for the probit it depends on ``y``). ``low``: products in float32 (a
     float64 fit's Newton direction needs only a few digits; its gradient, line search and stopping
     rule stay float64, so the maximum it reaches is exact)."""
-    n = index.shape[-1]
+    n = _rows(lik, index, y, w)
     scale = (1.0 / n) if w is None else w / n
     if family == "gaussian" and w is None:
         return gram(xt, jnp.asarray(2.0 / n, index.dtype))

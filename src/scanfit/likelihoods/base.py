@@ -55,6 +55,18 @@ class Likelihood:
     extra_params: tuple[str, ...] = ()  # the likelihood's own parameters (e.g. NB's log_alpha), fitted with the model's
     takes_offset = False  # count models: an offset (log exposure) adds to the index
 
+    def pads_in_y(self, w) -> bool:
+        """Whether a padded row (the engine pads rows to shared sizes, see ``engine.inputs.padded_rows``)
+        is marked by ``y = 0`` alone, with these weights (None: unweighted); otherwise the engine
+        gives padded rows zero weight. Bernoulli's unweighted logit says yes (its one pass skips them)."""
+        return False
+
+    def counted(self, y, w=None):
+        """Which rows count, a boolean ``(n,)``: those of positive weight, or (``pads_in_y``) ``y != 0``."""
+        if w is not None:
+            return w > 0
+        return y != 0 if self.pads_in_y(None) else jnp.ones(y.shape[-1], bool)
+
     def init_extra(self) -> dict:
         """Starting values of ``extra_params`` (joined to the model's parameter dict)."""
         return {}

@@ -70,16 +70,24 @@ def _pass_jax(index, y):
     """The Bernoulli pass in JAX: ``(sums, g)`` with ``sums = [mean log-likelihood, share predicted
     1, share (TP - FP)]`` over the last axis and ``g = y sigmoid(-s) / n``, the derivative of the
     mean log-likelihood in ``index``. ``s = y * index`` (``y`` = +-1), ``e = exp(-|s|)``, and the
-    log-likelihood is ``min(s, 0) - log1p(e)``."""
+    log-likelihood is ``min(s, 0) - log1p(e)``. A row with ``y = 0`` (padding) is no observation:
+    it adds nothing and ``n`` counts the others (the engine appends padding after the rows, and the
+    native kernel stops at the last ``y != 0``: the same rows)."""
     s = y * index
-    e = jnp.exp(-jnp.abs(s))
-    n = s.shape[-1]
-    # the counts as one product: pred against the rows [1; y] (a GEMV; for a vmap of starts one
-    # (starts, n) x (n, 2) product, the fast orientation; XLA hoists [1; y] out of the loop)
+    present = y * y  # 1 for an observation, 0 for a row the engine padded (y = 0): it adds nothing
+    e = jnp.exp(-jnp.abs(s)) * present
+    n = _observations(y).astype(index.dtype)
+    # the counts as one product: pred against the rows [present; y] (a GEMV; for a vmap of starts one
+    # (starts, n) x (n, 2) product, the fast orientation; XLA hoists [present; y] out of the loop)
     pred = (index >= 0).astype(index.dtype)
-    counts = jax.lax.dot_general(pred, jnp.stack([jnp.ones_like(y), y]), (((pred.ndim - 1,), (1,)), ((), ())))
+    counts = jax.lax.dot_general(pred, jnp.stack([present, y]), (((pred.ndim - 1,), (1,)), ((), ())))
     value = jnp.sum(jnp.where(s < 0, s, 0.0), axis=-1) - sum_log1p(e)
-    return jnp.concatenate([value[..., None], counts], axis=-1) / n, y * _sigmoid_neg(s, e) / n
+    return jnp.concatenate([value[..., None], counts], axis=-1) / n[..., None], y * _sigmoid_neg(s, e) / n[..., None]
+
+
+def _observations(y):
+    """How many rows of ``y`` (+-1, or 0 for a padded row) are observations, over the last axis."""
+    return jnp.sum(y != 0, axis=-1, dtype=jnp.int32)
 
 
 @jax.custom_jvp
@@ -153,6 +161,9 @@ class Bernoulli(Likelihood):
     def _one_pass(self, w) -> bool:
         return w is None and self.link == "logit"
 
+    def pads_in_y(self, w) -> bool:
+        return self._one_pass(w)  # the one pass skips rows with y = 0
+
     def objective(self, index, y, w=None):
         return self.objective_and_sums(index, y, w)[0]
 
@@ -169,7 +180,8 @@ class Bernoulli(Likelihood):
         predavg, signed = sums[..., 0], sums[..., 1]
         true_pos = 0.5 * (predavg + signed)
         false_pos = predavg - true_pos
-        false_neg = 0.5 * (1.0 + wmean(y, w)) - true_pos  # the share of 1s minus the true positives
+        ones = wmean(y, w) if w is not None else jnp.sum(y, axis=-1) / _observations(y).astype(y.dtype)
+        false_neg = 0.5 * (1.0 + ones) - true_pos  # the share of 1s minus the true positives
         return {
             "objective": objective,
             "accuracy": 1.0 - false_pos - false_neg,

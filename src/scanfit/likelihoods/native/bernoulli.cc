@@ -61,11 +61,16 @@ inline float Observe(float x, float y, float inv, float* __restrict g, Sums& sum
   return e;
 }
 
-// One start. x: index (n), y: +-1 (n). out: [mean log-likelihood, share predicted 1,
-// share (TP - FP)]; g: y * sigmoid(-y x) / n, the derivative of the mean log-likelihood.
+// One start. x: index (n), y: +-1 (n), then possibly rows with y = 0: padding, which the engine
+// appends so that fits of nearby sizes share one compiled program. out: [mean log-likelihood,
+// share predicted 1, share (TP - FP)] over the observations before the padding; g: y *
+// sigmoid(-y x) / n there and 0 on the padding, the derivative of the mean log-likelihood.
 // log1p(e) is summed as the log of products of 64 factors (1 + e): one log per block.
-void Pass(const float* __restrict x, const float* __restrict y, float* __restrict g, int64_t n,
+void Pass(const float* __restrict x, const float* __restrict y, float* __restrict g, int64_t rows,
           float* __restrict out) {
+  int64_t n = rows;  // the observations: the rows before a trailing run of y = 0 (none unpadded: one test)
+  while (n > 0 && y[n - 1] == 0.f) --n;
+  for (int64_t i = n; i < rows; ++i) g[i] = 0.f;
   const float inv = 1.0f / static_cast<float>(n);
   Sums sums;
   float logs = 0.f;
