@@ -42,6 +42,7 @@ Identification (:mod:`scanfit.data.identification`)
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -53,7 +54,7 @@ from ..data import identification
 from ..data.identification import NotIdentifiedError
 from ..engine.outcome import FitWarning
 from ..likelihoods.glm import has_mle
-from ..models.core import MLP, forward, layout
+from ..models.core import MLP, forward
 from . import hypotheses, margins, prediction
 from .covariance import COV_TYPES, check_cov_type, covariance, group_codes
 from .estimates import Estimates, refuse
@@ -77,11 +78,41 @@ def _param_names(params):
     return names
 
 
-def _generic(result, allow):
+@functools.lru_cache(maxsize=32)
+def _generic_program(model, lik, treedef, shapes: tuple):
+    """One compiled program per model, likelihood and parameter structure (and, through jit, data
+    shape) for :func:`_generic`'s numbers: the weighted log-likelihood, per-row scores and Hessian in
+    the flat parameters (and for Gaussian the residual sum of squares and sigma, which the scores and
+    Hessian use), instead of a new program per summary and a small one per eager operation."""
     import jax
     import jax.numpy as jnp
-    from jax.flatten_util import ravel_pytree
 
+    sizes = [math.prod(sh) for sh in shapes]
+    cuts = list(np.cumsum(sizes)[:-1])
+
+    def unravel(th):
+        pieces = jnp.split(th, cuts) if cuts else [th]
+        return jax.tree_util.tree_unflatten(treedef, [p.reshape(sh) for p, sh in zip(pieces, shapes)])
+
+    def parts(th, xl, yj, wj, off):
+        def index_of(t):
+            return forward(model, unravel(t), xl) + off
+
+        def per_obs(t, sigma):
+            extra = {k: unravel(t)[k] for k in lik.extra_params}
+            return (lik.loglik(index_of(t), yj, sigma=sigma) if lik.name == "gaussian"
+                    else lik.loglik(index_of(t), yj, **extra))
+
+        ssr = jnp.sum(wj * (yj - index_of(th)) ** 2) if lik.name == "gaussian" else jnp.zeros(())
+        sigma = jnp.sqrt(ssr / jnp.maximum(jnp.sum(wj) - th.size, 1.0)) if lik.name == "gaussian" else 1.0
+        return (jnp.sum(wj * per_obs(th, sigma)), jax.jacfwd(per_obs)(th, sigma),
+                jax.hessian(lambda t: jnp.sum(wj * per_obs(t, sigma)))(th), ssr, sigma)
+
+    return jax.jit(parts)
+
+
+def _generic(result, allow):
+    import jax
 
     if isinstance(result.model, MLP) and not allow:
         raise NotIdentifiedError(
@@ -97,38 +128,27 @@ def _generic(result, allow):
     lik = result.likelihood
     _, y = lik.prepare(ya)
     w, offset = getattr(result, "weights", None), getattr(result, "offset", None)
-    with jax.enable_x64(True):
-        theta, unravel = ravel_pytree(jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), result.params))
-        xl = layout(result.model, xa, "float64")
-        yj = jnp.asarray(y if y.dtype.kind != "f" else y.astype(np.float64))
-        wj = jnp.ones(len(y)) if w is None else jnp.asarray(w, jnp.float64)
-        off = 0.0 if offset is None else jnp.asarray(offset, jnp.float64)
-        n, sigma, ssr = float(np.sum(w)) if w is not None else len(y), None, 0.0
-
-        def index_of(th):
-            return forward(result.model, unravel(th), xl) + off
-
-        def per_obs(th, sigma):
-            extra = {k: unravel(th)[k] for k in lik.extra_params}
-            return (lik.loglik(index_of(th), yj, sigma=sigma) if lik.name == "gaussian"
-                    else lik.loglik(index_of(th), yj, **extra))
-
-        @jax.jit  # one compilation for all the derivatives
-        def parts(th, sigma):
-            return (jnp.sum(wj * per_obs(th, sigma)), jax.jacfwd(per_obs)(th, sigma),
-                    jax.hessian(lambda t: jnp.sum(wj * per_obs(t, sigma)))(th))
-
-        if lik.name == "gaussian":
-            index = jax.jit(index_of)(theta)
-            ssr = float(jnp.sum(wj * (yj - index) ** 2))
-            sigma = math.sqrt(ssr / max(n - theta.size, 1))
-        ll, scores, hess = jax.device_get(parts(theta, 1.0 if sigma is None else sigma))
-        ll = -0.5 * n * (math.log(2 * math.pi * ssr / n) + 1) if sigma is not None else float(ll)
-        theta, scores, info = np.asarray(theta), np.asarray(scores), -np.asarray(hess)
+    leaves, treedef = jax.tree_util.tree_flatten(result.params)
+    leaves = [np.asarray(a, np.float64) for a in leaves]
+    theta = np.concatenate([a.ravel() for a in leaves]) if leaves else np.zeros(0)  # ravel_pytree's order
+    n = float(np.sum(w)) if w is not None else len(y)
+    with jax.enable_x64(True):  # NumPy in: only the one program compiles (jnp.asarray compiles per shape)
+        x = np.asarray(xa, np.float64)
+        xl = np.ascontiguousarray(result.model.columns_of(x)) if result.model.columns else x
+        yj = np.asarray(y if y.dtype.kind != "f" else y.astype(np.float64))
+        wj = np.ones(len(y)) if w is None else np.asarray(w, np.float64)
+        off = np.zeros(len(y)) if offset is None else np.asarray(offset, np.float64)
+        program = _generic_program(result.model, lik, treedef, tuple(a.shape for a in leaves))
+        ll, scores, hess, ssr, sigma = jax.device_get(program(theta, xl, yj, wj, off))
+    sigma = None
+    if lik.name == "gaussian":
+        sigma = math.sqrt(float(ssr) / max(n - theta.size, 1))
+        ll = -0.5 * n * (math.log(2 * math.pi * float(ssr) / n) + 1)
+    scores, info = np.asarray(scores), -np.asarray(hess)
     names = _param_names(result.params)
     problem = refuse(identification.singular(info, names), allow)
     k_null = (lik.n_classes - 1 if lik.name == "categorical" else 1) + len(lik.extra_params)
-    return Estimates(pd.Index(names, name="param"), theta, info, scores, n, ll, sigma, lik.name, "", problem,
+    return Estimates(pd.Index(names, name="param"), theta, info, scores, n, float(ll), sigma, lik.name, "", problem,
                      weights=w, k_null=k_null)
 
 

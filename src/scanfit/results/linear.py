@@ -62,13 +62,12 @@ def _jax_parts(lik, X, y, theta, w, offset, extra: int):
     """(loglik, per-row scores, information, GLM weights) of a scalar likelihood at ``theta``
     (coefficients, then ``extra`` likelihood parameters), with JAX in float64."""
     import jax
-    import jax.numpy as jnp
 
-    with jax.enable_x64(True):
-        Xj, yj = jnp.asarray(X, jnp.float64), jnp.asarray(y, jnp.float64)
-        wj = jnp.ones(len(y)) if w is None else jnp.asarray(w, jnp.float64)
-        off = jnp.zeros(len(y)) if offset is None else jnp.asarray(offset, jnp.float64)
-        ll, scores, info, W = _compiled_parts(lik, X.shape[1])(jnp.asarray(theta, jnp.float64), Xj, yj, wj, off)
+    with jax.enable_x64(True):  # NumPy in, so nothing but the one program compiles (jnp.asarray would)
+        f64 = lambda a: np.asarray(a, np.float64)  # noqa: E731
+        wj = np.ones(len(y)) if w is None else f64(w)
+        off = np.zeros(len(y)) if offset is None else f64(offset)
+        ll, scores, info, W = jax.device_get(_compiled_parts(lik, X.shape[1])(f64(theta), f64(X), f64(y), wj, off))
         return float(ll), np.asarray(scores), np.asarray(info), np.asarray(W)
 
 
