@@ -40,6 +40,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from .api import fit as sf_fit
 from .engine.config import EarlyStopping, FitConfig
+from .engine.inputs import pad, padded_rows
 from .likelihoods import Bernoulli, Categorical, Gaussian, Poisson
 from .models import MLP, Linear
 
@@ -115,12 +116,21 @@ class _ScanfitEstimator(BaseEstimator):
     def _index(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False)
-        return np.asarray(self.result_.index(X), dtype=np.float64)
+        return _padded(self.result_.index, X)
 
     def _response(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False)
-        return np.asarray(self.result_.predict(X), dtype=np.float64)
+        return _padded(self.result_.predict, X)
+
+
+def _padded(method, X) -> np.ndarray:
+    """``method(X)`` computed on ``X`` with zero rows appended up to the fit's padded size (the models
+    here compute row by row, so the real rows' numbers do not change): the test folds of a
+    cross-validation share one compiled forward pass instead of one per row count."""
+    n = X.shape[0]
+    out = method(pad(np.asarray(X), padded_rows(n)))
+    return np.asarray(out, dtype=np.float64)[:n]
 
 
 _FIT_DOC = """

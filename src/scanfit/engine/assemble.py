@@ -20,7 +20,6 @@ import pandas as pd
 
 from ..data import identification
 from ..likelihoods.glm import glm_family
-from ..models.core import forward
 from . import optimizers
 from .outcome import FitError, FitWarning, Outcome, Status, choose_start
 
@@ -43,6 +42,7 @@ class Run:
     pieces: list
     interrupted: bool
     seconds: float
+    final: Any = None  # evaluate's numbers at the returned parameters, when the last chunk computed them
 
     likelihood = property(lambda self: self.given.likelihood)
     design = property(lambda self: self.given.design)
@@ -166,17 +166,15 @@ def _advice(run: Run) -> str:
     return "Try standardizing x, more steps, restarts=8, or another learning_rate."
 
 
-def _warn_if_trivial(run: Run, params_std, final: dict, status: Status) -> None:
-    """A classifier that predicts one class for every row, or a fit no better than a constant."""
+def _warn_if_trivial(run: Run, classes, final: dict, status: Status) -> None:
+    """A classifier that predicts one class for every row, or a fit no better than a constant.
+    ``classes``: how many of the training rows (padding aside) each class is predicted for."""
     if not status.ok:
         return
     lik = run.likelihood
     one_class = None
-    if lik.name == "bernoulli" and len(np.unique(run.yenc)) > 1 and final.get("train_predavg") in (0.0, 1.0):
-        one_class = int(final["train_predavg"])
-    elif lik.name == "categorical" and len(np.unique(run.yenc)) > 1:
-        index = np.asarray(forward(run.model, params_std, run.data["x"]))
-        labels = np.unique(np.argmax(index, axis=0))
+    if lik.name in ("bernoulli", "categorical") and len(np.unique(run.yenc)) > 1:
+        labels = np.flatnonzero(np.asarray(classes))
         one_class = int(labels[0]) if len(labels) == 1 else None
     if one_class is not None:
         warnings.warn(f"The fit predicts class {one_class} for every training row (train accuracy "
@@ -214,7 +212,7 @@ def assemble(run: Run, throw: bool) -> Outcome:
         loop_params.append(params)
         statuses.append(status)
     stacked = jax.tree.map(lambda *a: np.stack(a), *loop_params) if multi else loop_params[0]
-    final, gnorm = jax.device_get(run.evaluate(stacked, run.data))
+    final, gnorm, classes = run.final if run.final is not None else jax.device_get(run.evaluate(stacked, run.data))
     finals = [_with_null(run, {k: float(per_start(final[k], i)) for k in column_order(likelihood, final)})
               for i in range(config.restarts)]
     best = choose_start(finals, statuses, has_valid=run.vdata is not None)
@@ -237,5 +235,5 @@ def assemble(run: Run, throw: bool) -> Outcome:
             raise FitError(status.message)
         warnings.warn(status.message, FitWarning, stacklevel=5)
     else:
-        _warn_if_trivial(run, loop_params[best], finals[best], status)
+        _warn_if_trivial(run, per_start(classes, best), finals[best], status)
     return outcome

@@ -8,6 +8,7 @@ column names of ``data``). Validation data is ``(x, y)`` or ``(x, y, {"weights":
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 from ..data import checks
 from ..data.design import Design, check_offset, check_range, check_weights
 
-__all__ = ["Inputs", "prepare"]
+__all__ = ["Inputs", "prepare", "target", "padded_rows", "pad"]
 
 
 @dataclass
@@ -110,20 +111,67 @@ def prepare(model, likelihood, config, x, y, *, valid=None, weights=None, offset
     return Inputs(model, likelihood, design, xa, ya, yenc, w, off, vdata)
 
 
-def target(yenc, weights, offset, dtype, pscale=None):
-    """The loop's target: ``y`` alone, or a dict with normalized weights, the offset and (penalized fits
-    on standardized columns) the columns' scale, which the penalty's factors need."""
-    import jax.numpy as jnp
+# Rows padded to a small ladder of sizes (issue 14): fits whose row counts differ a little (the folds of
+# a cross-validation, a grid search's candidates) share one compiled program. A padded row counts for
+# nothing: zero weight, or for the unweighted logit ``y = 0`` (its one-pass kernel skips such rows).
+PADDING = True  # an internal switch: False compiles for the exact row count (tests compare the two)
+PAD_MIN = 128  # the smallest padded size: every fit of at most this many rows shares one
+PAD_STEPS = 4  # sizes per doubling above it (at most 25% more rows, about 10% on average)
+PAD_MAX = 1 << 16  # above this many rows the shapes are used as they are (the fit, not the compile, dominates)
 
-    ydt = dtype if yenc.dtype.kind == "f" else yenc.dtype
-    y = jnp.asarray(yenc.astype(ydt))
+
+def padded_rows(n: int) -> int:
+    """The row count a fit of ``n`` rows runs with: ``n`` rounded up to the ladder ``PAD_MIN * 2**(j /
+    PAD_STEPS)`` (multiples of 8), or ``n`` itself when padding is off or ``n`` exceeds ``PAD_MAX``.
+
+    >>> [padded_rows(n) for n in (1, 128, 129, 455, 456, 70_000)]
+    [128, 128, 160, 512, 512, 70000]
+    """
+    if not PADDING or n > PAD_MAX or n < 1:
+        return n
+    j = 0
+    while True:
+        size = -(-math.ceil(PAD_MIN * 2 ** (j / PAD_STEPS)) // 8) * 8
+        if size >= n:
+            return size
+        j += 1
+
+
+def pad(a: np.ndarray, rows: int, axis: int = 0, value: float = 0) -> np.ndarray:
+    """``a`` with ``value`` appended along ``axis`` up to ``rows`` entries (NumPy)."""
+    extra = rows - a.shape[axis]
+    if extra <= 0:
+        return a
+    width = [(0, 0)] * a.ndim
+    width[axis] = (0, extra)
+    return np.pad(a, width, constant_values=value)
+
+
+def target(yenc, weights, offset, dtype, pscale=None, *, rows: int | None = None, likelihood=None):
+    """The loop's target: ``y`` alone, or a dict with normalized weights, the offset and (penalized fits
+    on standardized columns) the columns' scale, which the penalty's factors need. NumPy arrays, put
+    on the device without a compiled conversion (``jnp.asarray`` compiles a small program per shape).
+
+    ``rows``: pad to this many rows (``padded_rows``); ``y`` and the offset get zeros, and the padded
+    rows count for nothing: the weights get zeros there and the others are scaled by ``rows / n``, so
+    the weighted mean over all rows is the mean over the real ones; an unweighted fit whose likelihood
+    reads ``y = 0`` as "no row" (``likelihood.pads_in_y``: the one-pass logit) needs no weights."""
+    import jax
+
+    n = len(yenc)
+    rows = n if rows is None else rows
+    ydt = np.dtype(dtype) if yenc.dtype.kind == "f" else yenc.dtype
+    y = pad(np.asarray(yenc, ydt), rows)
+    if rows > n and weights is None and not (likelihood is not None and likelihood.pads_in_y(None)):
+        weights = np.ones(n)
     if weights is None and offset is None and pscale is None:
-        return y
+        return jax.device_put(y)
     out = {"y": y}
     if weights is not None:
-        out["w"] = jnp.asarray(weights / np.mean(weights), dtype)
+        out["w"] = pad(np.asarray(weights / np.mean(weights) * (rows / n) if rows > n else weights / np.mean(weights),
+                                  dtype), rows)
     if offset is not None:
-        out["offset"] = jnp.asarray(offset, dtype)
+        out["offset"] = pad(np.asarray(offset, dtype), rows)
     if pscale is not None:
-        out["pscale"] = jnp.asarray(pscale, dtype)
-    return out
+        out["pscale"] = np.asarray(pscale, dtype)
+    return jax.device_put(out)

@@ -23,12 +23,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from ..data import checks as data_mod
 from ..data.precision import dtype_scope
 from ..likelihoods.base import Likelihood, split_target
-from ..models.core import as_model, forward, layout
+from ..models.core import as_model, forward, layout  # noqa: F401  (layout: engine.layout for tests)
 from ..models.checks import check_model
 from . import inputs, optimizers
 from .penalty import l1_value, l2_value, penalty_weights, prox_l1
@@ -59,9 +60,10 @@ def _monitor(es: EarlyStopping | None, has_valid: bool) -> str | None:
 
 
 @functools.lru_cache(maxsize=64)
-def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
-              steps, es, masked, has_valid, names, multi, source, scaled=False, penalty=None):
-    """Build (init, chunk, evaluate) for one static configuration; jit caches by shapes."""
+def _parts(model, likelihood, optimizer, tol, record_every, chunk_records,
+           steps, es, masked, has_valid, names, multi, source, scaled=False, penalty=None):
+    """The loop's functions for one static configuration, neither vmapped nor compiled:
+    ``(init, chunk, evaluate, columns)``; ``_programs`` and ``_fused`` compile them."""
     # the loop's Gaussian objective is -mse, twice the unit-variance log-likelihood: its penalty counts twice
     factor = 2.0 if likelihood.name == "gaussian" else 1.0
     first = getattr(model, "w_name", None)
@@ -176,16 +178,77 @@ def _programs(model, likelihood, optimizer, tol, record_every, chunk_records,
         return lax.scan(functools.partial(record_body, data), carry, None, length=chunk_records)
 
     def evaluate(params, data):
-        """Statistics at ``params`` and the gradient norm of the loop's objective there."""
+        """Statistics at ``params``, the gradient norm of the loop's objective there, and for
+        classifiers how many of the rows that count each class is predicted for."""
         (value, aux), grads = jax.value_and_grad(objective, has_aux=True)(params, data["x"], data["y"])
         norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
-        return statistics(params, (aux[0], None, aux[2]), None, data), norm
+        index = aux[0]
+        classes = jnp.zeros((0,), jnp.int32)
+        if likelihood.name in ("bernoulli", "categorical"):
+            y, w, _ = split_target(data["y"])
+            pred = (index >= 0).astype(jnp.int32) if index.ndim == 1 else jnp.argmax(index, axis=0)
+            k = index.shape[0] if index.ndim > 1 else 2
+            classes = jnp.bincount(pred, weights=likelihood.counted(y, w).astype(jnp.int32), length=k)
+        return statistics(params, (index, None, aux[2]), None, data), norm, classes
 
     if multi:
         init = jax.vmap(init, in_axes=(0, None, None, None, None))
         chunk = jax.vmap(chunk, in_axes=(0, None))
         evaluate = jax.vmap(evaluate, in_axes=(0, None))
-    return (jax.jit(init, static_argnums=(3, 4)), jax.jit(chunk), jax.jit(evaluate), columns)
+    return init, chunk, evaluate, columns
+
+
+@functools.lru_cache(maxsize=64)
+def _programs(*config):
+    """Build (init, chunk, evaluate, columns) for one static configuration (the arguments of
+    ``_parts``); jit caches by shapes. The fit itself runs ``_fused``'s programs; these serve a fit
+    interrupted before its first chunk or mid-way, and tests."""
+    init, chunk, evaluate, columns = _parts(*config)
+    return jax.jit(init, static_argnums=(3, 4)), jax.jit(chunk), jax.jit(evaluate), columns
+
+
+def _chosen(carry, es):
+    """The parameters ``assemble`` returns for each start: the last finite ones after a divergence,
+    the best recorded ones with ``restore_best``, else the current ones (as ``assemble._status``)."""
+    use = carry["best_params"] if (es is not None and es.restore_best) else carry["params"]
+    bad = carry["bad_step"] >= 0
+    return jax.tree.map(lambda a, b: jnp.where(bad.reshape(bad.shape + (1,) * (a.ndim - bad.ndim)), a, b),
+                        carry["last_good"], use)
+
+
+@functools.lru_cache(maxsize=64)
+def _fused(*config):
+    """The programs a fit runs (issue 14: fewer programs to trace, lower and compile per fit):
+
+    - ``more(carry, data, last) -> (carry, stats, final, stop)``: one chunk; ``stop`` says the fit is
+      over (``last`` chunk, or every start stopped when masked) and then ``final`` holds ``evaluate``'s
+      numbers at the returned parameters (a ``lax.cond``: other chunks skip it);
+    - ``first(seed, start, learning_rate, data, last, n_features, n_outputs, restarts)``: the start
+      (keys from the seed, ``init``) and the first chunk in one program, for fits that end within a
+      chunk (a small fit, second-order methods): one program per fit instead of three."""
+    init, chunk, evaluate, _ = _parts(*config)
+    es, masked, multi = config[7], config[8], config[11]
+
+    def finish(carry, data, last):
+        stop = last | jnp.all(carry["stopped"]) if masked else last
+        params = _chosen(carry, es)
+        shapes = jax.eval_shape(evaluate, params, data)
+        final = lax.cond(stop, lambda: evaluate(params, data),
+                         lambda: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes))
+        return final, stop
+
+    def more(carry, data, last):
+        new, stats = chunk(carry, data)
+        return (new, stats) + finish(new, data, last)
+
+    def first(seed, start, learning_rate, data, last, n_features, n_outputs, restarts):
+        key = jax.random.key(seed)
+        keys = jax.random.split(key, restarts) if multi else key
+        # the barrier keeps XLA from fusing the start into the first steps, so the numbers are those of
+        # a separate init program bit for bit (a chunked fit starts with one: tests/test_progress.py)
+        return more(lax.optimization_barrier(init(keys, start, learning_rate, n_features, n_outputs)), data, last)
+
+    return jax.jit(first, static_argnums=(5, 6, 7)), jax.jit(more)
 
 
 CHUNKS = 50  # a fit runs in about this many chunks: the bar moves and Ctrl-C is caught between them
@@ -295,63 +358,111 @@ def fit(model: Any, likelihood: Likelihood, x: Any = None, y: Any = None, *, val
         return _run(given.model, config, given, progress, throw, init_params)
 
 
+def _columns(model, x, dtype, rows: int):
+    """``x`` (n, d) as the model reads it, in NumPy (``layout``'s ``jnp.asarray`` compiles a small
+    program per shape): ``model.columns_of(x)`` for built-in models, padded with zero columns up to
+    ``rows`` (the row of ones too, so a padded row's index is 0 for ``Linear``)."""
+    x = np.asarray(x, dtype=dtype)
+    if not model.columns:
+        return x
+    return inputs.pad(np.ascontiguousarray(model.columns_of(x)), rows, axis=1)
+
+
+def _seed(seed: int):
+    """The seed as the array ``jax.random.key`` would make of it (int64 under float64, else int32), or
+    None when it does not fit (the keys are then made outside the program, as before)."""
+    dt = np.int64 if jax.config.jax_enable_x64 else np.int32
+    return np.asarray(seed, dt) if np.iinfo(dt).min <= seed <= np.iinfo(dt).max else None
+
+
 def _run(model, config, given, progress, throw, init_params=None):
     es = config.early_stopping
     likelihood, design, xa, vdata = given.likelihood, given.design, given.xa, given.valid
     names = design.names
     n_records = config.steps // config.record_every
-    chunk_records = _chunk_records(n_records, progress, es, config.optimizer in optimizers.SECOND_ORDER,
+    second_order = config.optimizer in optimizers.SECOND_ORDER
+    chunk_records = _chunk_records(n_records, progress, es, second_order,
                                    work=float(config.steps) * xa.size * config.restarts,
                                    record_every=config.record_every)
     n_chunks = math.ceil(n_records / chunk_records)
-    masked = (n_chunks * chunk_records != n_records or es is not None
-              or config.optimizer in optimizers.SECOND_ORDER)
+    masked = (n_chunks * chunk_records != n_records or es is not None or second_order)
     multi = config.restarts > 1
     pscale = design.scale if (config.penalty is not None and design.standardized) else None
-    data = {"x": layout(model, design.apply(xa), config.dtype),
-            "y": inputs.target(given.yenc, given.weights, given.offset, config.dtype, pscale)}
+    # rows padded to a shared size (built-in models: their index is row by row), so that fits of nearby
+    # sizes reuse one compiled program; padded rows count for nothing (see inputs.target)
+    pad = inputs.padded_rows if model.columns else (lambda n: n)
+    rows = pad(len(xa))
+    data = {"x": _columns(model, design.apply(xa), config.dtype, rows),
+            "y": inputs.target(given.yenc, given.weights, given.offset, config.dtype, pscale, rows=rows,
+                               likelihood=likelihood)}
     if vdata is not None:
-        data.update(vx=layout(model, design.apply(vdata[0]), config.dtype),
-                    vy=inputs.target(vdata[2], vdata[3], vdata[4], config.dtype))
+        vrows = pad(len(vdata[0]))
+        data.update(vx=_columns(model, design.apply(vdata[0]), config.dtype, vrows),
+                    vy=inputs.target(vdata[2], vdata[3], vdata[4], config.dtype, rows=vrows, likelihood=likelihood))
     if design.standardized:
-        data.update(center=jnp.asarray(design.center, config.dtype), scale=jnp.asarray(design.scale, config.dtype))
-    init, chunk, evaluate, columns = _programs(model, likelihood, config.optimizer, config.tol,
-                                               config.record_every, chunk_records, config.steps, es, masked,
-                                               vdata is not None, names, multi, data_mod.FullBatch(),
-                                               design.standardized, config.penalty)
-    key = jax.random.key(config.seed)
-    keys = jax.random.split(key, config.restarts) if multi else key
+        data.update(center=np.asarray(design.center, config.dtype), scale=np.asarray(design.scale, config.dtype))
+    data = jax.device_put(data)
+    static = (model, likelihood, config.optimizer, config.tol, config.record_every, chunk_records, config.steps, es,
+              masked, vdata is not None, names, multi, data_mod.FullBatch(), design.standardized, config.penalty)
+    init, chunk, evaluate, columns = _programs(*static)
+    first, more = _fused(*static)
+    seed = _seed(config.seed)
+    # a fit that likely ends within its first chunk starts inside that chunk's program
+    fused_start = (n_chunks == 1 or second_order) and seed is not None
+    n_features, n_outputs = xa.shape[1], likelihood.n_outputs
     start = time.perf_counter()
     try:
-        start_params = None if init_params is None else jax.tree.map(lambda a: jnp.asarray(a, config.dtype), init_params,
+        start_params = None if init_params is None else jax.tree.map(lambda a: np.asarray(a, np.float64), init_params,
                                                                       is_leaf=lambda a: isinstance(a, list))
         if start_params is not None and design.standardized:
-            start_params = model.to_standard(start_params, data["center"], data["scale"])
-        carry = init(keys, start_params, config.learning_rate, xa.shape[1], likelihood.n_outputs)
+            start_params = model.to_standard(start_params, design.center, design.scale)
+        if start_params is not None:
+            start_params = jax.tree.map(lambda a: np.asarray(a, config.dtype), start_params)
+        if fused_start:  # the start is built inside the first chunk's program: check it builds (shapes only)
+            jax.eval_shape(lambda s, p, r: _parts(*static)[0](
+                jax.random.split(jax.random.key(s), config.restarts) if multi else jax.random.key(s),
+                p, r, n_features, n_outputs), seed, start_params, config.learning_rate)
+            carry = None
+        else:
+            key = jax.random.key(config.seed)
+            keys = jax.random.split(key, config.restarts) if multi else key
+            carry = init(keys, start_params, config.learning_rate, n_features, n_outputs)
     except Exception as err:  # a user model whose init does not fit the data
-        raise ValueError(f"The model could not build its parameters for x with {xa.shape[1]} features: {err}") from err
+        raise ValueError(f"The model could not build its parameters for x with {n_features} features: {err}") from err
     pieces, interrupted = [], False
     bar = _progress_bar(progress, config.steps)
-    done = (carry, 0)  # the carry and how many pieces belong to it: one assignment, so a Ctrl-C keeps a pair
+    # the carry, how many pieces belong to it and the final statistics when it ended the fit: one
+    # assignment, so a Ctrl-C keeps a consistent triple
+    done = (carry, 0, None)
     try:
         with bar:
             for c in range(n_chunks):
                 if CtrlC.pressed:  # the first Ctrl-C (see fit): stop here, with the chunks done so far
                     break
-                new, stats = chunk(done[0], data)
-                jax.block_until_ready(new["step"])  # one chunk at a time (not all queued): Ctrl-C is seen soon
+                last = np.asarray(c == n_chunks - 1)
+                if done[0] is None:
+                    new, stats, final, stop = first(seed, start_params, config.learning_rate, data, last,
+                                                    n_features, n_outputs, config.restarts)
+                else:
+                    new, stats, final, stop = more(done[0], data, last)
+                stop = bool(stop)  # waits for the chunk (one at a time, not all queued): Ctrl-C is seen soon
                 pieces.append(stats)
-                done = (new, len(pieces))
+                done = (new, len(pieces), final if stop else None)
                 bar.advance(min(config.steps, (c + 1) * chunk_records * config.record_every))
-                if masked and bool(jnp.all(new["stopped"])):
+                if stop:
                     break
     except KeyboardInterrupt:
         interrupted = True
     interrupted = interrupted or CtrlC.pressed  # a press during the last chunk leaves a finished fit
-    carry, kept = done
+    carry, kept, final = done
+    if carry is None:  # interrupted before the first chunk: the start alone
+        key = jax.random.key(config.seed)
+        carry = init(jax.random.split(key, config.restarts) if multi else key, start_params, config.learning_rate,
+                     n_features, n_outputs)
     del pieces[kept:]
     carry = jax.device_get(carry)
     pieces = [{k: p[..., j] for j, k in enumerate(columns)} for p in jax.device_get(pieces)]
     seconds = time.perf_counter() - start
-    run = Run(model, config, given, data, evaluate, carry, pieces, interrupted, seconds)
+    run = Run(model, config, given, data, evaluate, carry, pieces, interrupted, seconds,
+              None if final is None else jax.device_get(final))
     return assemble(run, throw)
