@@ -134,7 +134,9 @@ def test_eight_cpu_devices_shard_the_rows_and_give_the_one_device_fit(tmp_path, 
     got = results(done.stdout)
     assert got["n_devices"] == 8 and got["mesh"] == 8 and got["devices"] == 8
     assert got["rows"] == 1008 and got["shard"] == [126, 4]  # 1001 rows rounded up to a multiple of 8
-    assert got["status"] == "converged" and got["passes"] == reference[1]["passes"]
+    # Newton's first passes run in float32, whose sums depend on how the rows are split over devices:
+    # the switch to float64 may come one pass earlier or later; the estimates are the same
+    assert got["status"] == "converged" and abs(got["passes"] - reference[1]["passes"]) <= 1
     assert_same(got, reference[1])
 
 
@@ -177,7 +179,7 @@ def test_two_processes_each_read_half_and_give_the_one_process_fit(tmp_path, log
     got = [results(d.stdout) for d in done]
     assert [g["index"] for g in got] == [0, 1] and all(g["processes"] == 2 for g in got)
     for g in got:
-        assert g["status"] == "converged" and g["passes"] == reference[1]["passes"]
+        assert g["status"] == "converged" and abs(g["passes"] - reference[1]["passes"]) <= 1
         assert_same(g, reference[1])
         assert g["coef"] == got[0]["coef"] and g["se"] == got[0]["se"]  # the same numbers on every process
         errors = g["errors"]

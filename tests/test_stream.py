@@ -58,8 +58,10 @@ def test_streamed_logit_equals_statsmodels_many_chunks(logit_dir):
     np.testing.assert_allclose(r.cov_params(cov_type="HC1").to_numpy(), mh.cov_params() * n / (n - k), rtol=1e-7,
                                atol=1e-12)
     assert np.isclose(r.final["train_null_objective"] * n, m.llnull, rtol=1e-10)
-    # the history: one row per pass at the step's parameters; the last is the estimate's
-    assert r.history["train_objective"].is_monotonic_increasing
+    # the history: one row per pass at the step's parameters; the last is the estimate's (the first
+    # passes, far from the maximum, run in float32: their statistics have float32's digits)
+    obj = r.history["train_objective"].to_numpy()
+    assert np.all(np.diff(obj) >= -1e-6 * np.abs(obj[1:]))
     np.testing.assert_allclose(r.history["train_objective"].iloc[-1] * n, m.llf, rtol=1e-10)
     pred = (m.predict(X) > 0.5) == (frame["y"].to_numpy() > 0)
     assert np.isclose(r.final["train_accuracy"], pred.mean())

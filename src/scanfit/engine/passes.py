@@ -141,7 +141,10 @@ class Feeder:
         ystats, rows, lgam, top = (0.0, 0.0, 0.0), 0, 0.0, -1
         classes = {}
         for chunk in src.chunks():
-            bad = ~np.isfinite(chunk.x).all(axis=0)
+            lik_c, yenc = self._encode(chunk, lik)
+            device = self._device(chunk, yenc)
+            wc, mc, m2c, finite, ym, ym2 = jax.device_get(_moments(*device))
+            bad = ~finite
             if bad.any():
                 raise ValueError(f"The column {names[int(np.argmax(bad))]!r} of the Parquet data has NaN or infinite "
                                  f"values; drop or fill them before the fit.")
@@ -151,25 +154,19 @@ class Feeder:
                                  f"{w[~(np.isfinite(w) & (w >= 0))][:3].tolist()}.")
             if chunk.offset is not None and not np.all(np.isfinite(chunk.offset)):
                 raise ValueError(f"The offset/exposure column of the Parquet data has non-finite values.")
-            lik_c, yenc = self._encode(chunk, lik)
             if getattr(lik_c, "n_classes", None) is not None and lik.name == "categorical":
                 top = max(top, int(yenc.max()))
                 classes_c = np.bincount(yenc, weights=w, minlength=top + 1)
                 for k, v in enumerate(classes_c):
                     classes[k] = classes.get(k, 0.0) + v
-            x = chunk.x.astype(np.float64)
-            wc = float(w.sum())
             if wc > 0:
-                mc = (w @ x) / wc
-                stats = _merge(stats, (wc, mc, w @ ((x - mc) ** 2)))
-                yf = yenc.astype(np.float64)
-                ym = float(w @ yf) / wc
-                ystats = _merge(ystats, (wc, ym, float(w @ (yf - ym) ** 2)))
+                stats = _merge(stats, (float(wc), np.asarray(mc, np.float64), np.asarray(m2c, np.float64)))
+                ystats = _merge(ystats, (float(wc), float(ym), float(ym2)))
             if lik.name in ("poisson", "negativebinomial"):
                 lgam += float(w @ special.gammaln(yenc + 1.0))
             rows += len(chunk.y)
             if kept is not None:
-                kept.append(self._device(chunk, yenc))
+                kept.append(device)
         return stats, ystats, rows, lgam, classes, top
 
     def _totals(self, stats, ystats, rows, lgam, classes, top, error=None) -> Moments:
@@ -222,12 +219,42 @@ class Feeder:
             yield self._device(chunk, self._encode(chunk, self.likelihood)[1])
 
 
+def _weights(x, w, rows):
+    dt = jnp.result_type(float)  # float64 in a float64 fit
+    mask = (jnp.arange(x.shape[0]) < rows).astype(dt)
+    return mask if w is None else mask * w.astype(dt)
+
+
+@jax.jit
+def _sums(x, y, w, rows):
+    wt = _weights(x, w, rows)
+    return jnp.sum(wt), jnp.sum(x.astype(wt.dtype) * wt[:, None], axis=0), jnp.sum(y.astype(wt.dtype) * wt)
+
+
+@jax.jit
+def _squares(x, y, w, rows, mean, ymean):
+    wt = _weights(x, w, rows)
+    return (jnp.sum(jnp.square(x.astype(wt.dtype) - mean[None, :]) * wt[:, None], axis=0),
+            jnp.sum(jnp.square(y.astype(wt.dtype) - ymean) * wt))
+
+
+def _moments(x, y, w, off, rows):
+    """A chunk's weight, weighted column means and sums of squared deviations (in the fit's dtype),
+    whether each column is finite, and the target's mean and sum of squared deviations. Two
+    programs: XLA on a CPU fuses these reductions into one loop that runs several times slower."""
+    total, sx, sy = _sums(x, y, w, rows)
+    safe = jnp.maximum(total, jnp.finfo(total.dtype).tiny)
+    mean, ymean = sx / safe, sy / safe
+    m2, ym2 = _squares(x, y, w, rows, mean, ymean)
+    return total, mean, m2, jnp.isfinite(sx) & jnp.isfinite(m2), ymean, ym2
+
+
 @functools.lru_cache(maxsize=64)
 def _program(model, lik, kind: str, family, standardized: bool, dtype: str):
     """The per-chunk program: ``(acc, params, center, scale, x, y, w, offset, rows) -> acc + sums``."""
     extra_names = lik.extra_params
 
-    if family in SCALAR_FAMILIES and kind in ("newton", "final") and model.name == "linear":
+    if family in SCALAR_FAMILIES and kind in ("rough", "newton", "final") and model.name == "linear":
         return _linear_glm(model, lik, kind, standardized, dtype)
 
     def body(params, center, scale, x, y, w, off, rows):
@@ -283,20 +310,28 @@ SCALAR_FAMILIES = ("gaussian", "bernoulli", "poisson")
 def _linear_glm(model, lik, kind: str, standardized: bool, dtype: str):
     """The Newton pass of ``Linear`` with a scalar GLM family, on the chunk as stored (rows x
     features; XLA forms ``X'WX`` from that layout several times faster than from the transposed
-    one). The index, gradient and statistics are float64; a "newton" pass forms ``X'WX`` from
-    float32 products (a direction needs a few digits; the gradient, the line search and the stopping
-    rule stay float64, so the maximum reached is exact); the "final" pass is float64 throughout."""
+    one). "newton" and "final" passes are float64 throughout (near the maximum the direction must be
+    exact too: with float32 products the last steps of an ill-conditioned design stop short by
+    about 1e-7); a "rough" pass is float32 throughout (the sums returned in float64), for the steps
+    far from the maximum, where a direction and a line search need only a few digits."""
     intercept = model.intercept
 
     def body(params, center, scale, x, y, w, off, rows):
-        dt = jnp.dtype(dtype)
+        dt = jnp.dtype("float32" if kind == "rough" else dtype)
+        params = jax.tree.map(lambda a: a.astype(dt), params)
+        if standardized:
+            center, scale = center.astype(dt), scale.astype(dt)
+        w = None if w is None else w.astype(dt)
+        off = None if off is None else off.astype(dt)
         xs = x.astype(dt)
         if standardized:
             xs = (xs - center[None, :]) / scale[None, :]
         mask = (jnp.arange(x.shape[0]) < rows).astype(dt)
         wt = mask if w is None else mask * w
         yy = y.astype(dt)
-        index = xs @ params["beta1"] + (params["beta0"] if intercept else 0.0)
+        # sums over rows written as reductions: XLA fuses the cast and the standardization into them
+        # (a matrix-vector product over the rows of this layout is several times slower on a CPU)
+        index = jnp.sum(xs * params["beta1"][None, :], axis=1) + (params["beta0"] if intercept else 0.0)
         index = index if off is None else index + off
         terms = lstats.terms(lik, index, yy)
         r, W = lik.glm_terms(index, yy)
@@ -308,17 +343,17 @@ def _linear_glm(model, lik, kind: str, standardized: bool, dtype: str):
             inner = (z.T @ z).astype(dt)
             if not intercept:
                 return inner
-            side = xs.T @ v
+            side = jnp.sum(xs * v[:, None], axis=0)
             return jnp.block([[jnp.sum(v)[None, None], side[None, :]], [side[:, None], inner]])
 
         rw = r * wt
-        g = xs.T @ rw
+        g = jnp.sum(xs * rw[:, None], axis=0)
         out = {"weight": jnp.sum(wt), "terms": terms @ wt,
                "g": jnp.concatenate([jnp.sum(rw)[None], g]) if intercept else g,
-               "h": products(W * wt, kind == "newton" and dt == jnp.float64)}
+               "h": products(W * wt, False)}
         if kind == "final":
             out["meat"] = products(r * r * wt, False)
-        return out
+        return jax.tree.map(lambda a: a.astype(dtype), out)
 
     def run(acc, params, center, scale, x, y, w, off, rows):
         return jax.tree.map(jnp.add, acc, body(params, center, scale, x, y, w, off, rows))

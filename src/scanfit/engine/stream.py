@@ -36,13 +36,14 @@ from . import distributed, optimizers
 from .assemble import column_order
 from .config import FitConfig
 from .outcome import FitError, FitWarning, Outcome, Status
-from .passes import Feeder, mesh_of, run_pass
+from .passes import SCALAR_FAMILIES, Feeder, mesh_of, run_pass
 from .progress import CtrlC, progress_bar
 from .second_order import ARMIJO, MAX_HALVINGS, _glm_apply
 
 __all__ = ["fit", "STREAMED"]
 
 STREAMED = ("newton", "lbfgs")  # besides "gd" and the optax names (full-batch first-order steps)
+ROUGH_UNTIL = 1e-6  # Newton's float32 passes end when the gain a step predicts is below this (relative)
 
 
 def _refuse(name, value, why):
@@ -129,7 +130,7 @@ class _Fit:
     # ----------------------------------------------------------------- passes
     def evaluate(self, params, kind):
         self.passes += 1
-        family = self.family if kind in ("newton", "final") else None
+        family = self.family if kind in ("rough", "newton", "final") else None
         return run_pass(self.feeder, self.model, self.lik, kind, family, params, self.center, self.scale,
                         self.config.dtype)
 
@@ -161,7 +162,31 @@ class _Fit:
             if self.lik.extra_params:
                 params = {**self.lik.init_extra(), **params}
             return jax.tree.map(lambda a: jnp.asarray(a, self.config.dtype), params)
-        return self.jits.init(key, d, k)
+        params = self.jits.init(key, d, k)
+        null = self._null_intercept()
+        if null is not None:  # Newton from the intercept-only model: a step closer than a random start
+            params = {"beta0": jnp.asarray(null, self.config.dtype), "beta1": jnp.zeros_like(params["beta1"])}
+        return params
+
+    def _null_intercept(self):
+        """The intercept-only model's intercept (a Newton start for a GLM with an intercept), or None."""
+        m, name = self.moments, self.lik.name
+        if (self.config.optimizer != "newton" or self.family is None or not getattr(self.model, "intercept", False)
+                or self.source.offset is not None or self.source.exposure is not None):
+            return None
+        if name == "gaussian":
+            return m.y_mean
+        if name == "poisson":
+            return math.log(m.y_mean) if m.y_mean > 0 else None
+        if name == "bernoulli":
+            p = (1.0 + m.y_mean) / 2.0  # y is coded -1/1
+            if not 0.0 < p < 1.0:
+                return None
+            from scipy.special import logit, ndtri
+
+            return float(logit(p)) if self.lik.link == "logit" else float(ndtri(p))
+        shares = m.classes / m.weight
+        return np.log(np.maximum(shares, 1e-300)) if np.all(shares > 0) else None
 
     # ----------------------------------------------------------------- methods
     def run(self) -> Outcome:
@@ -199,31 +224,44 @@ class _Fit:
 
     def newton(self, params, rows, bar):
         cfg, W = self.config, self.moments.weight
-        sums = self.evaluate(params, "newton")
+        # far from the maximum, float32 passes ("rough") find the direction; float64 ones finish
+        rough = (self.family in SCALAR_FAMILIES and self.model.name == "linear" and cfg.dtype == "float64")
+        sums = self.evaluate(params, "rough" if rough else "newton")
         for step in range(cfg.steps):
             self.record(rows, step, params, sums, bar)
             value, g, h = sums["terms"][0] / W, sums["g"] / W, sums["h"] / W
+            if rough and not (np.isfinite(value) and np.all(np.isfinite(h))):  # float32 overflowed: go on in float64
+                rough, sums = False, self.evaluate(params, "newton")
+                value, g, h = sums["terms"][0] / W, sums["g"] / W, sums["h"] / W
             if not np.isfinite(value):
                 return params, sums, Status.not_finite_at_start(cfg.dtype) if step == 0 else \
                     Status("diverged", step, f"The objective became NaN or infinite at step {step}.", step)
-            if np.linalg.norm(g) < cfg.tol:
+            if np.linalg.norm(g) < cfg.tol and not rough:
                 return params, sums, self._converged(step)
             direction = distributed.broadcast(_solve_pd(h, g))  # one direction for every process
             slope = float(g @ direction)
-            near = 0.5 * slope <= max(cfg.tol ** 2, 100 * np.finfo(np.float64).eps) * max(1.0, abs(value))
-            t, halvings = 1.0, 0
+            near = not rough and 0.5 * slope <= max(cfg.tol ** 2, 100 * np.finfo(np.float64).eps) * max(1.0, abs(value))
+            switch = rough and 0.5 * slope <= ROUGH_UNTIL * max(1.0, abs(value))  # close: the rest in float64
+            rough = rough and not switch
+            t, halvings, redo = 1.0, 0, False
             while True:
                 cand = self.apply(params, t, direction)
-                cs = self.evaluate(cand, "final" if near and self.mle else "newton")
-                if near or cs["terms"][0] / W >= value + ARMIJO * t * slope:
+                cs = self.evaluate(cand, "final" if near and self.mle else "rough" if rough else "newton")
+                if near or switch or cs["terms"][0] / W >= value + ARMIJO * t * slope:
                     break
                 halvings += 1
+                if rough and halvings > 8:  # float32 cannot tell the values apart: go on in float64 from here
+                    rough, redo = False, True
+                    break
                 if halvings > MAX_HALVINGS or not slope > 0:
                     return params, sums, Status(
                         "stalled", step, f"Stalled at step {step}: newton could not raise the objective further, "
                         f"but the maximum is not reached. The maximum may not exist (separated classes, collinear "
                         f"columns).", step)
                 t *= 0.5
+            if redo:
+                sums = self.evaluate(params, "newton")
+                continue
             params, sums = cand, cs
             if near:
                 if step + 1 < cfg.steps:
