@@ -35,8 +35,10 @@ def split_target(target):
 
 
 def wmean(a, w=None):
-    """The mean over the last axis, weighted by ``w`` (normalized to mean 1) when given."""
-    return jnp.mean(a, axis=-1) if w is None else jnp.mean(w * a, axis=-1)
+    """The mean over the last axis, weighted by ``w`` when given: ``sum(w a) / sum(w)`` (the engine
+    normalizes ``w`` to mean 1, so this is ``mean(w a)``; dividing by the same rounded sum keeps a
+    share of all rows at exactly 1 where the rows carry padding's zero weights)."""
+    return jnp.mean(a, axis=-1) if w is None else jnp.sum(w * a, axis=-1) / jnp.sum(w, axis=-1)
 
 
 def np_wmean(a, w=None) -> float:
