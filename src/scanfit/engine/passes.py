@@ -78,6 +78,15 @@ def mesh_of(devices=None):
     return jax.make_mesh((len(devices),), ("rows",), axis_types=(AxisType.Auto,), devices=devices)
 
 
+def _narrow(y: np.ndarray):
+    """The smallest dtype that holds the encoded target exactly (kept chunks: -1/1 labels take a byte)."""
+    if y.size and np.all(np.abs(y) <= 127) and np.all(np.equal(np.mod(y, 1), 0)):
+        return np.int8
+    if y.dtype.kind in "iu":
+        return np.int32
+    return np.float32 if np.all(y.astype(np.float32) == y) else np.float64
+
+
 class Feeder:
     """A source's chunks as device arrays of one shape: ``(x, y, w, offset, rows)``."""
 
@@ -108,8 +117,7 @@ class Feeder:
             out[:n] = a
             return out
 
-        ydt = np.int32 if yenc.dtype.kind in "iu" else (np.float32 if np.all(yenc.astype(np.float32) == yenc)
-                                                        else np.float64)
+        ydt = _narrow(yenc)
         w = None if chunk.weights is None else pad(chunk.weights.astype(self.dtype))
         off = None if chunk.offset is None else pad(chunk.offset.astype(self.dtype))
         return (self._put(pad(chunk.x)), self._put(pad(yenc.astype(ydt))), self._put(w), self._put(off),
