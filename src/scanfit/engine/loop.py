@@ -232,10 +232,18 @@ def _fused(*config):
     def finish(carry, data, last):
         stop = last | jnp.all(carry["stopped"]) if masked else last
         params = _chosen(carry, es)
-        shapes = jax.eval_shape(evaluate, params, data)
-        final = lax.cond(stop, lambda: evaluate(params, data),
-                         lambda: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes))
-        return final, stop
+        shapes = []  # evaluate's output, seen while lax.cond traces the true branch (it traces that one first)
+
+        def run():
+            out = evaluate(params, data)
+            shapes.append(jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), out))
+            return out
+
+        def skip():  # zeros of evaluate's shapes, without tracing it a second time
+            like = shapes[0] if shapes else jax.eval_shape(evaluate, params, data)
+            return jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), like)
+
+        return lax.cond(stop, run, skip), stop
 
     def more(carry, data, last):
         new, stats = chunk(carry, data)
