@@ -195,12 +195,22 @@ class Newton:
 
         def newton(_):
             if self.family is not None:
-                hess = _glm_information(self.likelihood, self.family, index, yy, x, w, low=self.low_precision_hessian)
+                low = self.low_precision_hessian and value.dtype == jnp.float64
+                hess = _glm_information(self.likelihood, self.family, index, yy, x, w, low=low)
+                direction = _solve_pd(hess, g)
+                if low:  # close to the maximum the direction must be exact too: float32 products there leave
+                    # the last steps of an ill-conditioned design short by ~1e-7 (ROUGH_UNTIL in engine.stream)
+                    close = 0.5 * (g @ direction) <= 1e-6 * jnp.maximum(1.0, jnp.abs(value))
+                    direction = lax.cond(close, lambda _: _solve_pd(_glm_information(
+                        self.likelihood, self.family, index, yy, x, w, low=False), g), lambda _: direction, None)
             else:
                 hess = -jax.hessian(lambda th: f(th)[0])(theta)
-            direction = _solve_pd(hess, g)
+                direction = _solve_pd(hess, g)
             slope = g @ direction  # the squared Newton decrement: twice the predicted gain
-            near = 0.5 * slope <= rel  # at the maximum, to the criterion's precision
+            # at the maximum, to the criterion's precision (a small gradient alone is not enough: on an
+            # ill-conditioned design a gradient of 1e-8 can leave the estimates 1e-7 short; the last full
+            # step, which the engine keeps, closes that gap)
+            near = (0.5 * slope <= rel) | converged
             t = _line_search(lambda t: objective(apply(t, direction), x, y)[0], value, slope)
             t = jnp.where(near, jnp.ones_like(t), t)  # at the maximum: one last full step, kept by the engine
             code = jnp.where(near, 1, jnp.where(t == 0, 2, 0)).astype(jnp.int32)
@@ -210,7 +220,7 @@ class Newton:
             new, code = newton(_)
             return jax.tree.map(lambda a, b: a.astype(b.dtype), new, params), code
 
-        new, code = lax.cond(converged, lambda _: (params, jnp.ones((), jnp.int32)), newton_cast, None)
+        new, code = newton_cast(None)
         return value, aux, new, state, code
 
 

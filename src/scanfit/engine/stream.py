@@ -236,11 +236,11 @@ class _Fit:
             if not np.isfinite(value):
                 return params, sums, Status.not_finite_at_start(cfg.dtype) if step == 0 else \
                     Status("diverged", step, f"The objective became NaN or infinite at step {step}.", step)
-            if np.linalg.norm(g) < cfg.tol and not rough:
-                return params, sums, self._converged(step)
             direction = distributed.broadcast(_solve_pd(h, g))  # one direction for every process
             slope = float(g @ direction)
-            near = not rough and 0.5 * slope <= max(cfg.tol ** 2, 100 * np.finfo(np.float64).eps) * max(1.0, abs(value))
+            # at the maximum (a small gradient too: its last full step is taken, as in memory)
+            near = not rough and (0.5 * slope <= max(cfg.tol ** 2, 100 * np.finfo(np.float64).eps) * max(1.0, abs(value))
+                                  or np.linalg.norm(g) < cfg.tol)
             switch = rough and 0.5 * slope <= ROUGH_UNTIL * max(1.0, abs(value))  # close: the rest in float64
             rough = rough and not switch
             t, halvings, redo = 1.0, 0, False

@@ -38,7 +38,7 @@ def _start_shapes(model, n_features: int, n_outputs: int):
     """The shapes and dtypes of the model's starting parameters (floating leaves in the fit's dtype)."""
     init = functools.partial(model.init, n_features=n_features, n_outputs=n_outputs)
     try:
-        shapes = jax.eval_shape(init, jax.random.key(0))
+        shapes = jax.eval_shape(lambda: init(jax.random.key(0)))  # the key made inside: nothing compiles
     except Exception as err:  # a user's init that does not run
         raise ValueError(f"The 'model' parameter of fit ({describe(model)}) could not build its parameters for x "
                          f"with {n_features} features: {type(err).__name__}: {err}") from None

@@ -330,4 +330,5 @@ def forward(model: Model, params, xdata, batched: bool = False):
 def layout(model, x: np.ndarray, dtype: str):
     """``x`` of shape ``(n, d)`` as the model reads it: ``model.columns_of(x)`` for built-in models."""
     x = np.asarray(x, dtype=dtype)
-    return jnp.asarray(np.ascontiguousarray(model.columns_of(x)) if model.columns else x)
+    # device_put copies; jnp.asarray would compile a small program for every new shape
+    return jax.device_put(np.ascontiguousarray(model.columns_of(x)) if model.columns else x)
