@@ -318,10 +318,11 @@ SCALAR_FAMILIES = ("gaussian", "bernoulli", "poisson")
 def _linear_glm(model, lik, kind: str, standardized: bool, dtype: str):
     """The Newton pass of ``Linear`` with a scalar GLM family, on the chunk as stored (rows x
     features; XLA forms ``X'WX`` from that layout several times faster than from the transposed
-    one). "newton" and "final" passes are float64 throughout (near the maximum the direction must be
-    exact too: with float32 products the last steps of an ill-conditioned design stop short by
-    about 1e-7); a "rough" pass is float32 throughout (the sums returned in float64), for the steps
-    far from the maximum, where a direction and a line search need only a few digits.
+    one). A "rough" pass is float32 throughout (the sums returned in float64), for the steps far
+    from the maximum, where a direction and a line search need only a few digits; a "newton" pass
+    is float64 but for the products of ``X'WX`` (a direction with float32's digits still multiplies
+    the error by about 1e-6 a step); the "final" pass, at the returned estimate, is float64
+    throughout (its information gives the standard errors).
 
     Two programs a chunk: the first forms the index, the statistics, the gradient and the weighted
     rows ``z = x sqrt(v)``; the second the products ``z'z``. (Fused into one program, XLA on a CPU
@@ -351,12 +352,16 @@ def _linear_glm(model, lik, kind: str, standardized: bool, dtype: str):
                 "g": jnp.concatenate([jnp.sum(rw)[None], g]) if intercept else g}
         for key, v in weights.items():  # [1, x]' diag(v) [1, x]: all but x' diag(v) x here, v >= 0
             sums[key] = (jnp.sum(v), jnp.sum(xs * v[:, None], axis=0))
-        return sums, {key: xs * jnp.sqrt(v)[:, None] for key, v in weights.items()}
+        # a "newton" pass forms X'WX from float32 products: its direction has float32's digits, so a step
+        # multiplies the error by ~1e-6 (from the rough passes' ~1e-6, to ~1e-12); the "final" pass,
+        # whose information gives the standard errors, is float64
+        low = jnp.float32 if kind == "newton" else dt
+        return sums, {key: (xs * jnp.sqrt(v)[:, None]).astype(low) for key, v in weights.items()}
 
     def second(acc, sums, rows_z):
         out = dict(sums)
         for key, z in rows_z.items():
-            inner = z.T @ z
+            inner = (z.T @ z).astype(dt)
             total, side = sums[key]
             out[key] = inner if not intercept else jnp.block([[total[None, None], side[None, :]],
                                                               [side[:, None], inner]])
