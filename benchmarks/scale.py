@@ -304,8 +304,10 @@ def child_dask(a: dict) -> dict:
 
     t0 = time.perf_counter()
     frame = dd.read_parquet(a["dir"], columns=FEATURES + [TARGET])
-    x = frame[FEATURES].to_dask_array(lengths=True)
-    y = frame[TARGET].to_dask_array(lengths=True)
+    # one array for x and y: two column selections can be partitioned differently (dask-expr), and
+    # to_dask_array(lengths=True) then fails with "lengths does not match the number of partitions"
+    both = frame.to_dask_array(lengths=[int(n) for n in frame.map_partitions(len).compute()])
+    x, y = both[:, :len(FEATURES)], both[:, len(FEATURES)]
     model = LogisticRegression(solver="newton", fit_intercept=True).fit(x, y)
     wall = time.perf_counter() - t0
     coef = [float(model.intercept_)] + [float(c) for c in model.coef_]
