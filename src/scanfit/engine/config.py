@@ -24,7 +24,7 @@ from ..likelihoods.glm import has_mle
 from . import optimizers
 from .penalty import ElasticNet
 
-__all__ = ["EarlyStopping", "FitConfig", "LOWER_IS_BETTER"]
+__all__ = ["EarlyStopping", "FitConfig", "LOWER_IS_BETTER", "settle"]
 
 LOWER_IS_BETTER = ("mse", "false_pos", "false_neg")
 
@@ -156,3 +156,17 @@ class FitConfig:
         standardize = scalable if self.standardize is None else self.standardize
         lr = self.learning_rate if self.learning_rate is not None else optimizers.default_learning_rate(optimizer)
         return replace(self, optimizer=optimizer, dtype=dtype, standardize=standardize, learning_rate=float(lr))
+
+
+def settle(model: Any, likelihood: Any, config: "FitConfig | None", **options) -> tuple[Any, "FitConfig"]:
+    """``(model, config)`` for a fit: ``config`` when given, else a ``FitConfig`` of ``options``
+    (fit's keyword arguments); checked, and resolved for the model and likelihood."""
+    from ..likelihoods.base import Likelihood
+    from ..models.core import as_model
+
+    config = (config if config is not None else FitConfig(**options)).validated()
+    model = as_model(model)
+    if not isinstance(likelihood, Likelihood):
+        raise TypeError(f"The 'likelihood' parameter must be sf.Gaussian(), sf.Bernoulli(), sf.Categorical(), "
+                        f"sf.Poisson() or sf.NegativeBinomial(). Got {type(likelihood).__name__}.")
+    return model, config.resolved(model, likelihood)

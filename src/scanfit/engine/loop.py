@@ -29,11 +29,11 @@ from jax import lax
 from ..data import checks as data_mod
 from ..data.precision import dtype_scope
 from ..likelihoods.base import Likelihood, split_target
-from ..models.core import as_model, forward, layout  # noqa: F401  (layout: engine.layout for tests)
+from ..models.core import forward, layout  # noqa: F401  (layout: engine.layout for tests)
 from ..models.checks import check_model
 from . import inputs, optimizers
 from .penalty import l1_value, l2_value, penalty_weights, prox_l1
-from .config import EarlyStopping, FitConfig
+from .config import EarlyStopping, FitConfig, settle
 from .assemble import Run, assemble
 from .outcome import Outcome
 from .progress import CtrlC, progress_bar as _progress_bar
@@ -346,16 +346,9 @@ def fit(model: Any, likelihood: Likelihood, x: Any = None, y: Any = None, *, val
     >>> r.history["valid_accuracy"].iloc[-1] > 0.95
     True
     """
-    if config is None:
-        config = FitConfig(optimizer=optimizer, learning_rate=learning_rate, steps=steps, record_every=record_every,
-                           restarts=restarts, seed=seed, early_stopping=early_stopping, dtype=dtype, tol=tol,
-                           standardize=standardize, penalty=penalty)
-    config = config.validated()
-    model = as_model(model)
-    if not isinstance(likelihood, Likelihood):
-        raise TypeError(f"The 'likelihood' parameter must be sf.Gaussian(), sf.Bernoulli() or sf.Categorical(). "
-                        f"Got {type(likelihood).__name__}.")
-    config = config.resolved(model, likelihood)
+    model, config = settle(model, likelihood, config, optimizer=optimizer, learning_rate=learning_rate, steps=steps,
+                           record_every=record_every, restarts=restarts, seed=seed, early_stopping=early_stopping,
+                           dtype=dtype, tol=tol, standardize=standardize, penalty=penalty)
     given = inputs.prepare(model, likelihood, config, x, y, valid=valid, weights=weights, offset=offset,
                            exposure=exposure, formula=formula, data=data)
     if config.early_stopping is not None:

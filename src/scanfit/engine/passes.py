@@ -161,7 +161,7 @@ class Feeder:
                 raise ValueError(f"The weights column {src.weights!r} must hold finite numbers >= 0; got "
                                  f"{w[~(np.isfinite(w) & (w >= 0))][:3].tolist()}.")
             if chunk.offset is not None and not np.all(np.isfinite(chunk.offset)):
-                raise ValueError(f"The offset/exposure column of the Parquet data has non-finite values.")
+                raise ValueError("The offset/exposure column of the Parquet data has non-finite values.")
             if getattr(lik_c, "n_classes", None) is not None and lik.name == "categorical":
                 top = max(top, int(yenc.max()))
                 classes_c = np.bincount(yenc, weights=w, minlength=top + 1)

@@ -31,10 +31,9 @@ from ..data.sources import is_source
 from ..likelihoods import streamed as lstats
 from ..likelihoods.base import Likelihood
 from ..likelihoods.glm import glm_family, has_mle
-from ..models.core import as_model
 from . import distributed, optimizers
 from .assemble import column_order
-from .config import FitConfig
+from .config import FitConfig, settle
 from .outcome import FitError, FitWarning, Outcome, Status
 from .passes import SCALAR_FAMILIES, Feeder, mesh_of, run_pass
 from .progress import CtrlC, progress_bar
@@ -67,16 +66,9 @@ def fit(model: Any, likelihood: Likelihood, source, y=None, *, valid=None, optim
                              ("formula", formula, "give sf.Parquet the feature columns (features=[...])."),
                              ("data", data, "the source is the data.")):
         _refuse(name, value, why)
-    if config is None:
-        config = FitConfig(optimizer=optimizer, learning_rate=learning_rate, steps=steps, record_every=record_every,
-                           restarts=restarts, seed=seed, early_stopping=early_stopping, dtype=dtype, tol=tol,
-                           standardize=standardize, penalty=penalty)
-    config = config.validated()
-    model = as_model(model)
-    if not isinstance(likelihood, Likelihood):
-        raise TypeError(f"The 'likelihood' parameter must be sf.Gaussian(), sf.Bernoulli(), ... Got "
-                        f"{type(likelihood).__name__}.")
-    config = config.resolved(model, likelihood)
+    model, config = settle(model, likelihood, config, optimizer=optimizer, learning_rate=learning_rate, steps=steps,
+                           record_every=record_every, restarts=restarts, seed=seed, early_stopping=early_stopping,
+                           dtype=dtype, tol=tol, standardize=standardize, penalty=penalty)
     _refuse("penalty", config.penalty, "penalized fits read the data in memory; pass arrays.")
     if config.early_stopping is not None:
         raise ValueError("The 'early_stopping' parameter of fit is not available with a streamed exact fit: newton "
@@ -334,7 +326,6 @@ class _Fit:
     # ----------------------------------------------------------------- the record
     def outcome(self, params, sums, rows, status, seconds) -> Outcome:
         cfg, lik = self.config, self.lik
-        W = sums["weight"]
         final = {f"train_{k}": v for k, v in self.stats(sums).items()}
         if self.valid is not None:
             vs = run_pass(self.valid, self.model, lik, "value", None, params, self.center, self.scale, cfg.dtype)

@@ -10,7 +10,6 @@ only; a new likelihood that wants more adds a pair of functions to ``_TABLE``.
 from __future__ import annotations
 
 import jax.numpy as jnp
-import numpy as np
 
 __all__ = ["terms", "from_means_jax"]
 
