@@ -67,6 +67,23 @@ def test_streamed_logit_equals_statsmodels_many_chunks(logit_dir):
     assert np.isclose(r.final["train_accuracy"], pred.mean())
 
 
+@pytest.mark.parametrize("cache", ["auto", 0])
+def test_streamed_newton_from_a_sample_equals_statsmodels(logit_dir, monkeypatch, cache):
+    """Large data: Newton's float32 steps run on a sample first (every k-th kept chunk, or every k-th
+    row group read from the files), then float64 passes over all the rows; the answer is unchanged."""
+    from scanfit.engine import stream
+
+    monkeypatch.setattr(stream, "SAMPLE_ROWS", 2000)  # 20,000 rows: a sample of every 10th chunk / group
+    path, frame = logit_dir
+    r = sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(path, target="y", batch_rows=700, cache=cache))
+    assert r.status.code == "converged" and "on a sample of the rows" in r.status.message
+    X = sm.add_constant(frame.drop(columns="y").to_numpy(np.float64))
+    m = sm.Logit(frame["y"].to_numpy(float), X).fit(disp=0, tol=1e-14, maxiter=100)
+    np.testing.assert_allclose(coefs(r), m.params, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(r.summary()["std_err"].to_numpy(), m.bse, rtol=1e-8)
+    np.testing.assert_allclose(r.history["train_objective"].iloc[-1] * len(frame), m.llf, rtol=1e-10)
+
+
 def test_streamed_equals_in_memory_fit(logit_dir):
     path, frame = logit_dir
     r = sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(path, target="y", batch_rows=4096))

@@ -13,6 +13,7 @@ the files' schemas and row counts (their footers).
 from __future__ import annotations
 
 import glob as globbing
+import itertools
 import os
 import queue
 import threading
@@ -179,13 +180,14 @@ class Parquet:
         extra = [c for c in (self.weights, self.offset, self.exposure) if c is not None]
         return list(self.features) + [self.target] + extra
 
-    def chunks(self, prefetch: bool = True) -> Iterator[Chunk]:
+    def chunks(self, prefetch: bool = True, every: int = 1) -> Iterator[Chunk]:
         """The rows in chunks of ``batch_rows`` (the last shorter), in file order; a prefetch thread
-        reads ahead (at most two chunks) while the caller computes."""
-        it = self._read()
+        reads ahead (at most two chunks) while the caller computes. ``every=k`` reads every k-th
+        row group only (counted over the files, the first included): a sample spread over the data."""
+        it = self._read(every)
         return _prefetched(it) if prefetch else it
 
-    def _read(self) -> Iterator[Chunk]:
+    def _read(self, every: int = 1) -> Iterator[Chunk]:
         import pyarrow as pa
 
         _, pq = _pyarrow()
@@ -195,7 +197,8 @@ class Parquet:
         try:
             # file by file, row group by row group: pyarrow's dataset scanner reads ahead until 64 MB are
             # queued; the prefetch thread already overlaps reading, so memory stays a few chunks
-            for batch in (batch for f in self.files for batch in _released(_batches(pq, f, cols, b))):
+            groups = itertools.count()
+            for batch in (batch for f in self.files for batch in _released(_batches(pq, f, cols, b, groups, every))):
                 pieces.append(batch)
                 have += batch.num_rows
                 while have >= b:
@@ -258,15 +261,16 @@ def _released(batches):
     pa.default_memory_pool().release_unused()
 
 
-def _batches(pq, path, cols, rows):
-    """The columns ``cols`` of one file in record batches of at most ``rows`` rows, row group by row group."""
+def _batches(pq, path, cols, rows, groups, every: int = 1):
+    """The columns ``cols`` of one file in record batches of at most ``rows`` rows, row group by row
+    group; only the groups whose number (drawn from the counter ``groups``) is a multiple of ``every``."""
     f = pq.ParquetFile(path)
     missing = [c for c in cols if c not in f.schema_arrow.names]
     if missing:
         raise ValueError(f"the file {path!r} lacks the columns {missing} (it has {f.schema_arrow.names}); every file "
                          f"must hold the same columns")
     # whole row groups, each decoded by pyarrow's threads (twice as fast as iter_batches' slices)
-    return (batch for i in range(f.num_row_groups)
+    return (batch for i in range(f.num_row_groups) if next(groups) % every == 0
             for batch in f.read_row_group(i, columns=cols, use_threads=True).to_batches(max_chunksize=rows))
 
 
@@ -356,8 +360,8 @@ class Arrays:
                      None if self.off is None else self.off[rows], names=self.features, batch_rows=self.batch_rows)
         return out
 
-    def chunks(self, prefetch: bool = True) -> Iterator[Chunk]:
+    def chunks(self, prefetch: bool = True, every: int = 1) -> Iterator[Chunk]:
         b = self.batch_rows
-        for s in range(0, self.n_rows, b):
+        for s in range(0, self.n_rows, b * every):
             yield Chunk(self.x[s:s + b].astype(self.x_dtype), self.y[s:s + b],
                         None if self.w is None else self.w[s:s + b], None if self.off is None else self.off[s:s + b])

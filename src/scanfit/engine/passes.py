@@ -219,11 +219,22 @@ class Feeder:
         return Moments(rows, weight, np.asarray(stats[1], np.float64), np.asarray(stats[2], np.float64),
                        float(ystats[1]), float(ystats[2]), lgam, counts, lik)
 
+    def sampled(self, every: int) -> "Feeder":
+        """This feeder over about one ``every``-th of the rows, spread over the data: every
+        ``every``-th kept chunk, or every ``every``-th row group of the files (the first included)."""
+        import copy
+
+        out = copy.copy(self)
+        out.every = max(1, int(every))
+        return out
+
+    every = 1
+
     def __iter__(self):
         if self.kept is not None:
-            yield from self.kept
+            yield from self.kept[::self.every]
             return
-        for chunk in self.source.chunks():
+        for chunk in self.source.chunks(every=self.every):
             yield self._device(chunk, self._encode(chunk, self.likelihood)[1])
 
 
@@ -262,7 +273,7 @@ def _program(model, lik, kind: str, family, standardized: bool, dtype: str):
     """The per-chunk program: ``(acc, params, center, scale, x, y, w, offset, rows) -> acc + sums``."""
     extra_names = lik.extra_params
 
-    if family in SCALAR_FAMILIES and kind in ("rough", "newton", "final") and model.name == "linear":
+    if family in SCALAR_FAMILIES and kind in ("rough", "newton", "score", "final") and model.name == "linear":
         return _linear_glm(model, lik, kind, standardized, dtype)
 
     def body(params, center, scale, x, y, w, off, rows):
@@ -321,8 +332,9 @@ def _linear_glm(model, lik, kind: str, standardized: bool, dtype: str):
     one). A "rough" pass is float32 throughout (the sums returned in float64), for the steps far
     from the maximum, where a direction and a line search need only a few digits; a "newton" pass
     is float64 but for the products of ``X'WX`` (a direction with float32's digits still multiplies
-    the error by about 1e-6 a step); the "final" pass, at the returned estimate, is float64
-    throughout (its information gives the standard errors).
+    the error by about 1e-6 a step); a "score" pass is float64 without ``X'WX`` (the objective and
+    the gradient, for steps with an information held from an earlier pass); the "final" pass, at
+    the returned estimate, is float64 throughout (its information gives the standard errors).
 
     Two programs a chunk: the first forms the index, the statistics, the gradient and the weighted
     rows ``z = x sqrt(v)``; the second the products ``z'z``. (Fused into one program, XLA on a CPU
@@ -343,7 +355,7 @@ def _linear_glm(model, lik, kind: str, standardized: bool, dtype: str):
         index = jnp.sum(xs * params["beta1"][None, :], axis=1) + (params["beta0"] if intercept else 0.0)
         index = index if off is None else index + off.astype(dt)
         r, W = lik.glm_terms(index, yy)
-        weights = {"h": jnp.broadcast_to(W, index.shape) * wt}
+        weights = {} if kind == "score" else {"h": jnp.broadcast_to(W, index.shape) * wt}
         if kind == "final":
             weights["meat"] = r * r * wt
         rw = r * wt
@@ -361,7 +373,7 @@ def _linear_glm(model, lik, kind: str, standardized: bool, dtype: str):
     def second(acc, sums, rows_z):
         out = dict(sums)
         for key, z in rows_z.items():
-            inner = (z.T @ z).astype(dt)
+            inner = jax.lax.dot_general(z, z, (((0,), (0,)), ((), ()))).astype(dt)  # z'z (faster than z.T @ z)
             total, side = sums[key]
             out[key] = inner if not intercept else jnp.block([[total[None, None], side[None, :]],
                                                               [side[:, None], inner]])
