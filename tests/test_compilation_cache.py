@@ -5,6 +5,7 @@ two processes may fill an empty cache at once; a cache the user set for JAX is l
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -69,6 +70,8 @@ def test_a_second_process_loads_the_cached_bernoulli_fit_with_the_same_numbers(t
 def test_two_processes_fill_an_empty_cache_at_once(tmp_path):
     from jax._src.compilation_cache import decompress_executable
 
+    from scanfit.engine import programs
+
     env = _env(tmp_path)
     procs = [subprocess.Popen([sys.executable, "-c", FIT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
@@ -82,6 +85,11 @@ def test_two_processes_fill_an_empty_cache_at_once(tmp_path):
     assert entries
     for entry in entries:  # every entry whole: it decompresses (a half-written one would not)
         assert len(decompress_executable(entry.read_bytes())) > 4
+    kept = sorted((tmp_path / "cache" / "programs").glob("*.prog"))  # the lowered programs (engine/programs.py)
+    assert kept and not list((tmp_path / "cache" / "programs").glob("*.tmp"))
+    for entry in kept:  # each whole: its checksum holds
+        blob, n = entry.read_bytes(), len(programs.MAGIC)
+        assert blob.startswith(programs.MAGIC) and hashlib.sha256(blob[n + 32:]).digest() == blob[n:n + 32]
 
 
 CONFIG = r"""

@@ -38,7 +38,7 @@ import jax
 
 from ..likelihoods.native import cache_base, cpu_signature, private_dir
 
-__all__ = ["ENV", "clear", "compilation_cache", "configure", "default_dir", "describe", "status"]
+__all__ = ["ENV", "clear", "compilation_cache", "configure", "default_dir", "describe", "programs_dir", "status"]
 
 ENV = "SCANFIT_COMPILATION_CACHE"
 OFF = ("0", "off", "false", "no")
@@ -55,6 +55,11 @@ def default_dir() -> Path:
     """``$SCANFIT_CACHE/jax-cache/<cpu>``, created private (0700)."""
     root = private_dir(private_dir(cache_base()) / "jax-cache")
     return private_dir(root / hashlib.sha256(cpu_signature().encode()).hexdigest()[:12])
+
+
+def programs_dir() -> Path:
+    """``$SCANFIT_CACHE/programs``, created private (0700): the fit's lowered programs (``programs.py``)."""
+    return private_dir(private_dir(cache_base()) / "programs")
 
 
 def status() -> str:
@@ -169,6 +174,7 @@ def _files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
 
 ENTRY_FILES = ("*-cache", "*-atime")  # JAX's names: <key>-cache (the program), <key>-atime (its last use)
 KERNEL_FILES = ("bernoulli-*.so", "bernoulli-*.so.sha256")
+PROGRAM_FILES = ("*.prog", "*.prog*.tmp")  # programs.py's entries and its temporary files
 
 
 def _places() -> list[tuple[str, Path, tuple[str, ...]]]:
@@ -178,7 +184,7 @@ def _places() -> list[tuple[str, Path, tuple[str, ...]]]:
     current = _STATE["dir"]
     if current is not None and all(d != Path(current) for _, d, _ in places):
         places.append(("compiled programs", Path(current), ENTRY_FILES))
-    return places + [("native kernels", base, KERNEL_FILES)]
+    return places + [("lowered programs", base / "programs", PROGRAM_FILES), ("native kernels", base, KERNEL_FILES)]
 
 
 def describe() -> list[str]:
@@ -186,7 +192,7 @@ def describe() -> list[str]:
     lines = [f"Compilation cache: {status()}"]
     for what, folder, patterns in _places():
         files = _files(folder, patterns)
-        count = sum(1 for p in files if not p.name.endswith(("-atime", ".sha256")))
+        count = sum(1 for p in files if not p.name.endswith(("-atime", ".sha256", ".tmp")))
         lines.append(f"{what}: {folder} ({count} {'entries' if count != 1 else 'entry'}, "
                      f"{_size(sum(p.stat().st_size for p in files))})")
     return lines

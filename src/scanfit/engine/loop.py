@@ -31,7 +31,7 @@ from ..data.precision import dtype_scope
 from ..likelihoods.base import Likelihood, split_target
 from ..models.core import forward, layout  # noqa: F401  (layout: engine.layout for tests)
 from ..models.checks import check_model
-from . import inputs, optimizers
+from . import inputs, optimizers, programs
 from .penalty import l1_value, l2_value, penalty_weights, prox_l1
 from .config import EarlyStopping, FitConfig, settle
 from .assemble import Run, assemble
@@ -204,7 +204,9 @@ def _programs(*config):
     ``_parts``); jit caches by shapes. The fit itself runs ``_fused``'s programs; these serve a fit
     interrupted before its first chunk or mid-way, and tests."""
     init, chunk, evaluate, columns = _parts(*config)
-    return jax.jit(init, static_argnums=(3, 4)), jax.jit(chunk), jax.jit(evaluate), columns
+    # init and evaluate are kept on disk (programs.py): a warm process does not trace them
+    return (programs.kept(jax.jit(init, static_argnums=(3, 4)), "init", config, 2), jax.jit(chunk),
+            programs.kept(jax.jit(evaluate), "evaluate", config), columns)
 
 
 def _chosen(carry, es):
@@ -256,7 +258,11 @@ def _fused(*config):
         # a separate init program bit for bit (a chunked fit starts with one: tests/test_progress.py)
         return more(lax.optimization_barrier(init(keys, start, learning_rate, n_features, n_outputs)), data, last)
 
-    return jax.jit(first, static_argnums=(5, 6, 7)), jax.jit(more)
+    # kept on disk (programs.py): a warm process loads them instead of tracing; the statistics' names
+    # (filled while ``chunk`` is traced) are kept with them
+    columns = _parts(*config)[3]
+    return (programs.kept(jax.jit(first, static_argnums=(5, 6, 7)), "first", config, 3, columns),
+            programs.kept(jax.jit(more), "more", config, 0, columns))
 
 
 CHUNKS = 50  # a fit runs in about this many chunks: the bar moves and Ctrl-C is caught between them
