@@ -84,6 +84,22 @@ def test_streamed_newton_from_a_sample_equals_statsmodels(logit_dir, monkeypatch
     np.testing.assert_allclose(r.history["train_objective"].iloc[-1] * len(frame), m.llf, rtol=1e-10)
 
 
+def test_chunks_follow_the_row_groups(tmp_path):
+    """aligned(): batch_rows lowered so that chunks are whole row groups or equal parts of one."""
+    frame = logit_frame(n=6000)
+    path = write(tmp_path / "groups", frame, files=2, row_group=1500)  # 3000 rows a file, 2 groups each
+    assert sf.Parquet(path, target="y", batch_rows=700).aligned().batch_rows == 500  # 1500 = 3 x 500
+    assert sf.Parquet(path, target="y", batch_rows=4000).aligned().batch_rows == 3000  # 2 groups a chunk
+    assert sf.Parquet(path, target="y", batch_rows=1500).aligned().batch_rows == 1500
+    src = sf.Parquet(path, target="y", batch_rows=700).aligned()
+    sizes = [len(c.y) for c in src.chunks()]
+    assert sizes == [500] * 12
+    np.testing.assert_array_equal(np.concatenate([c.x for c in src.chunks()]),
+                                  frame.drop(columns="y").to_numpy(np.float32))
+    every = [len(c.y) for c in src.chunks(every=2)]  # groups 0 and 2: the first group of each file
+    assert every == [500] * 6
+
+
 def test_streamed_equals_in_memory_fit(logit_dir):
     path, frame = logit_dir
     r = sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(path, target="y", batch_rows=4096))

@@ -165,6 +165,25 @@ class Parquet:
                                                                               + (self.offset is not None or self.exposure is not None))
         return self.n_rows * per_row
 
+    def aligned(self) -> "Parquet":
+        """This source with ``batch_rows`` lowered to fit the files' row groups (from the first
+        file's first group): a group larger than ``batch_rows`` is read as equal parts, smaller groups
+        whole, as many to a chunk as fit. Each chunk is then one slice of a decoded row group (no rows
+        copied to join pieces of two groups) and the chunks are alike (no padding but the last)."""
+        from dataclasses import replace
+
+        _, pq = _pyarrow()
+        try:
+            meta = pq.ParquetFile(self.files[0]).metadata
+            group = meta.row_group(0).num_rows if meta.num_row_groups else 0
+        except Exception:  # the chunks as asked: a file the first pass cannot read says why there
+            return self
+        b = int(self.batch_rows)
+        if group <= 0:
+            return self
+        rows = -(-group // -(-group // b)) if group > b else group * (b // group)
+        return self if rows == b else replace(self, batch_rows=rows)
+
     def shard(self, index: int, count: int) -> "Parquet":
         """This process's share: every ``count``-th file from ``index`` (multi-process fits)."""
         if count <= 1:
@@ -351,6 +370,9 @@ class Arrays:
 
     def nbytes(self) -> int:
         return int(self.x.nbytes)
+
+    def aligned(self) -> "Arrays":
+        return self
 
     def shard(self, index: int, count: int) -> "Arrays":
         if count <= 1:

@@ -83,10 +83,11 @@ def fit(model: Any, likelihood: Likelihood, source, y=None, *, valid=None, optim
             or not isinstance(config.optimizer, str)):
         raise ValueError(f"The 'optimizer' parameter of fit: {config.optimizer!r} does not stream.")
     proc, count = distributed.process_index(), distributed.process_count()
-    source = source.shard(proc, count)
+    source = source.shard(proc, count).aligned()  # chunks cut along the files' row groups
     files = getattr(valid, "files", None)
     if is_source(valid) and (files is None or len(files) >= count):  # else every process reads all of valid
         valid = valid.shard(proc, count)
+    valid = valid.aligned() if is_source(valid) else valid
     mesh = mesh_of(devices) if devices is not None or len(jax.local_devices()) > 1 else None
     with dtype_scope(config.dtype), CtrlC():
         return _Fit(model, likelihood, source, valid, config, mesh, progress, throw, init_params).run()
