@@ -71,9 +71,9 @@ def test_streamed_logit_equals_statsmodels_many_chunks(logit_dir):
 def test_streamed_newton_from_a_sample_equals_statsmodels(logit_dir, monkeypatch, cache):
     """Large data: Newton's float32 steps run on a sample first (every k-th kept chunk, or every k-th
     row group read from the files), then float64 passes over all the rows; the answer is unchanged."""
-    from scanfit.engine import stream
+    from scanfit.engine import stream_newton
 
-    monkeypatch.setattr(stream, "SAMPLE_ROWS", 2000)  # 20,000 rows: a sample of every 10th chunk / group
+    monkeypatch.setattr(stream_newton, "SAMPLE_ROWS", 2000)  # 20,000 rows: a sample of every 10th chunk / group
     path, frame = logit_dir
     r = sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(path, target="y", batch_rows=700, cache=cache))
     assert r.status.code == "converged" and "on a sample of the rows" in r.status.message

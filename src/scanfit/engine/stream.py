@@ -8,6 +8,11 @@ bounded by the chunk size (``batch_rows``), not by the row count. The history ha
 at the step's parameters. Newton converges on the decrement as in memory, takes one last full step
 and evaluates it in a final pass that also gives the standard errors' pieces (the information and
 the scores' outer products, transformed to the user's scale): ``summary()`` needs no data.
+
+Newton's passes for ``Linear`` with a scalar GLM family (``_Fit.newton``): float32 steps on a
+sample of the rows (large data, ``warm_start``) or on all of them while far from the maximum; then
+float64 "score" passes (no ``X'WX``) with the last float32 information held and updated by BFGS;
+the final pass; one exact Newton step from its information (``polish``). docs/scale.md has the why.
 """
 
 from __future__ import annotations
@@ -35,15 +40,14 @@ from . import distributed, optimizers
 from .assemble import column_order
 from .config import FitConfig, settle
 from .outcome import FitError, FitWarning, Outcome, Status
-from .passes import SCALAR_FAMILIES, Feeder, mesh_of, run_pass
+from .passes import Feeder, mesh_of, run_pass
 from .progress import CtrlC, progress_bar
-from .second_order import ARMIJO, MAX_HALVINGS, _glm_apply
+from .stream_newton import NewtonSteps
+from .second_order import _glm_apply
 
 __all__ = ["fit", "STREAMED"]
 
 STREAMED = ("newton", "lbfgs")  # besides "gd" and the optax names (full-batch first-order steps)
-ROUGH_UNTIL = 1e-6  # Newton's float32 passes end when the gain a step predicts is below this (relative)
-SAMPLE_ROWS = 1_000_000  # Newton's first float32 steps run on a sample of about this many rows (>= 4x as many)
 
 
 def _refuse(name, value, why):
@@ -93,7 +97,7 @@ def fit(model: Any, likelihood: Likelihood, source, y=None, *, valid=None, optim
         return _Fit(model, likelihood, source, valid, config, mesh, progress, throw, init_params).run()
 
 
-class _Fit:
+class _Fit(NewtonSteps):
     def __init__(self, model, likelihood, source, valid, config, mesh, progress, throw, init_params):
         self.model, self.config, self.progress, self.throw = model, config, progress, throw
         self.source, self.init_params = source, init_params
@@ -215,130 +219,6 @@ class _Fit:
         bar.advance(min(step + 1, self.config.steps))
         if CtrlC.pressed:
             raise KeyboardInterrupt
-
-    def newton(self, params, rows, bar):
-        cfg, W = self.config, self.moments.weight
-        # far from the maximum, float32 passes ("rough") find the direction, on a sample of the rows
-        # first when the data are large; float64 passes finish, with the last float32 information held
-        # ("score" passes: the objective and the gradient, no X'WX) while it keeps the steps full
-        rough = (self.family in SCALAR_FAMILIES and self.model.name == "linear" and cfg.dtype == "float64")
-        held = None
-        if rough and self.init_params is None:
-            params, held = self.warm_start(params)
-            rough = held is None
-        sums = self.evaluate(params, "score" if held is not None else "rough" if rough else "newton")
-        for step in range(cfg.steps):
-            self.record(rows, step, params, sums, bar)
-            value, g = sums["terms"][0] / W, sums["g"] / W
-            h = held if held is not None else sums["h"] / W
-            if rough and not (np.isfinite(value) and np.all(np.isfinite(h))):  # float32 overflowed: go on in float64
-                rough, sums = False, self.evaluate(params, "newton")
-                value, g, h = sums["terms"][0] / W, sums["g"] / W, sums["h"] / W
-            if not np.isfinite(value):
-                return params, sums, Status.not_finite_at_start(cfg.dtype) if step == 0 else \
-                    Status("diverged", step, f"The objective became NaN or infinite at step {step}.", step)
-            direction = distributed.broadcast(_solve_pd(h, g))  # one direction for every process
-            slope = float(g @ direction)
-            # at the maximum (a small gradient too: its last full step is taken, as in memory)
-            near = not rough and (0.5 * slope <= self.near_gain(value) or np.linalg.norm(g) < cfg.tol)
-            switch = rough and 0.5 * slope <= ROUGH_UNTIL * max(1.0, abs(value))  # close: the rest in float64
-            if switch:
-                held = h  # close to the maximum the information changes little: the float64 steps keep it
-            rough = rough and not switch
-            t, halvings, redo = 1.0, 0, False
-            while True:
-                cand = self.apply(params, t, direction)
-                kind = "rough" if rough else "score" if held is not None else "newton"
-                cs = self.evaluate(cand, "final" if near and self.mle else kind)
-                if near or switch or cs["terms"][0] / W >= value + ARMIJO * t * slope:
-                    break
-                halvings += 1
-                if (rough and halvings > 8) or (held is not None and halvings > 1):
-                    # float32 cannot tell the values apart, or the held information no longer gives full
-                    # steps: go on from here in float64 with the information at each step
-                    rough, held, redo = False, None, True
-                    break
-                if halvings > MAX_HALVINGS or not slope > 0:
-                    return params, sums, Status(
-                        "stalled", step, f"Stalled at step {step}: newton could not raise the objective further, "
-                        f"but the maximum is not reached. The maximum may not exist (separated classes, collinear "
-                        f"columns).", step)
-                t *= 0.5
-            if redo:
-                sums = self.evaluate(params, "newton")
-                continue
-            if held is not None and not switch and not near:  # the held information learns from the step (BFGS)
-                held = _secant(held, t * direction, g - cs["g"] / W)
-            params, sums = cand, cs
-            if near:
-                polished = params
-                if held is not None and "meat" in sums:
-                    # that step used the held information (it shrinks the error ~1000-fold, where Newton's
-                    # own squares it): one exact Newton step from the final pass's information finishes
-                    polished = self.polish(params, sums)
-                    if polished is None:  # not close after all: go on with the information at each step
-                        held = None
-                        continue
-                if step + 1 < cfg.steps:
-                    self.record(rows, step + 1, params, sums, bar)
-                return polished, sums, self._converged(step + 1)
-        return params, sums, Status("max_steps", cfg.steps, f"Reached steps={cfg.steps} before converging; "
-                                    f"increase steps.")
-
-    def near_gain(self, value):
-        """Newton's stopping level for the gain a step predicts (as in memory)."""
-        return max(self.config.tol ** 2, 100 * np.finfo(np.float64).eps) * max(1.0, abs(value))
-
-    def polish(self, params, sums):
-        """One exact Newton step from a final pass's information and gradient, or None when the gain
-        it predicts is above the stopping level. The standard errors keep the final pass's
-        information, at ``params``: the step moves the estimates by about 1e-9 (relative) or less."""
-        W = sums["weight"]
-        g, h = sums["g"] / W, sums["h"] / W
-        direction = distributed.broadcast(_solve_pd(h, g))
-        if not 0.5 * float(g @ direction) <= self.near_gain(sums["terms"][0] / W):
-            return None
-        return self.apply(params, 1.0, direction)
-
-    def warm_start(self, params):
-        """Newton's float32 steps on about ``SAMPLE_ROWS`` rows spread over the data (every k-th
-        chunk or row group), from ``params`` until the predicted gain is below ``ROUGH_UNTIL``: the
-        full data's maximum is then about ``1/sqrt(rows of the sample)`` away, where float64 steps with
-        the sample's information (held) shrink the error ~1000-fold each. Returns the parameters and
-        that information, or ``(params, None)`` when the data are small or the sample does not settle
-        (the fit then runs its float32 steps on all the rows)."""
-        every = self.moments.rows // SAMPLE_ROWS
-        if every < 4:
-            return params, None
-        feeder = self.feeder.sampled(every)
-        start = params
-
-        def sample_pass(p):
-            self.sample_passes += 1
-            return run_pass(feeder, self.model, self.lik, "rough", self.family, p, self.center, self.scale,
-                            self.config.dtype)
-
-        sums = sample_pass(params)
-        for _ in range(50):
-            W = sums["weight"]
-            value, g, h = sums["terms"][0] / W, sums["g"] / W, sums["h"] / W
-            if not (np.isfinite(value) and np.all(np.isfinite(h)) and np.all(np.isfinite(g))):
-                return start, None
-            direction = distributed.broadcast(_solve_pd(h, g))
-            slope = float(g @ direction)
-            if 0.5 * slope <= ROUGH_UNTIL * max(1.0, abs(value)):
-                return params, h
-            t = 1.0
-            for _ in range(8):
-                cand = self.apply(params, t, direction)
-                cs = sample_pass(cand)
-                if cs["terms"][0] / cs["weight"] >= value + ARMIJO * t * slope:
-                    break
-                t *= 0.5
-            else:
-                return start, None
-            params, sums = cand, cs
-        return start, None
 
     def _converged(self, step):
         crit = ("the Newton decrement" if self.config.optimizer == "newton" else "the gradient norm")
@@ -495,28 +375,6 @@ def _jits(model, lik, family, names, standardized, dtype) -> _Jits:
         return unravel(theta + t * direction)
 
     return _Jits(jax.jit(init, static_argnums=(1, 2)), jax.jit(user), jax.jit(stats), jax.jit(apply))
-
-
-def _secant(h, step, change):
-    """The BFGS update of the information ``h`` from a step and the gradient's change along it
-    (``change = g_before - g_after``, which is about ``h @ step``); ``h`` unchanged when the pair
-    does not curve the right way."""
-    hs = h @ step
-    curve, shs = float(step @ change), float(step @ hs)
-    if not (curve > 0 and shs > 0):
-        return h
-    return h + np.outer(change, change) / curve - np.outer(hs, hs) / shs
-
-
-def _solve_pd(h, g):
-    h = (h + h.T) / 2
-    try:
-        return np.linalg.solve(np.linalg.cholesky(h).T, np.linalg.solve(np.linalg.cholesky(h), g))
-    except np.linalg.LinAlgError:
-        lam, vec = np.linalg.eigh(h)
-        big = np.max(np.abs(lam))
-        lam = np.maximum(np.abs(lam), max(big, 1.0) * np.finfo(float).eps * 1e3)
-        return vec @ ((vec.T @ g) / lam)
 
 
 def _null_mean(lik, train, part, has_offset) -> float:
