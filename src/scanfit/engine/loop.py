@@ -251,18 +251,23 @@ def _fused(*config):
         new, stats = chunk(carry, data)
         return (new, stats) + finish(new, data, last)
 
-    def first(seed, start, learning_rate, data, last, n_features, n_outputs, restarts):
+    def begin(seed, start, learning_rate, n_features, n_outputs, restarts):
         key = jax.random.key(seed)
         keys = jax.random.split(key, restarts) if multi else key
+        return init(keys, start, learning_rate, n_features, n_outputs)
+
+    def first(seed, start, learning_rate, data, last, n_features, n_outputs, restarts):
         # the barrier keeps XLA from fusing the start into the first steps, so the numbers are those of
-        # a separate init program bit for bit (a chunked fit starts with one: tests/test_progress.py)
-        return more(lax.optimization_barrier(init(keys, start, learning_rate, n_features, n_outputs)), data, last)
+        # a separate start program bit for bit (a chunked fit starts with one: tests/test_progress.py)
+        return more(lax.optimization_barrier(begin(seed, start, learning_rate, n_features, n_outputs, restarts)),
+                    data, last)
 
     # kept on disk (programs.py): a warm process loads them instead of tracing; the statistics' names
     # (filled while ``chunk`` is traced) are kept with them
     columns = _parts(*config)[3]
     return (programs.kept(jax.jit(first, static_argnums=(5, 6, 7)), "first", config, 3, columns),
-            programs.kept(jax.jit(more), "more", config, 0, columns))
+            programs.kept(jax.jit(more), "more", config, 0, columns),
+            programs.kept(jax.jit(begin, static_argnums=(3, 4, 5)), "begin", config, 3))
 
 
 CHUNKS = 50  # a fit runs in about this many chunks: the bar moves and Ctrl-C is caught between them
@@ -412,7 +417,7 @@ def _run(model, config, given, progress, throw, init_params=None):
     static = (model, likelihood, config.optimizer, config.tol, config.record_every, chunk_records, config.steps, es,
               masked, vdata is not None, names, multi, data_mod.FullBatch(), design.standardized, config.penalty)
     init, chunk, evaluate, columns = _programs(*static)
-    first, more = _fused(*static)
+    first, more, begin = _fused(*static)
     seed = _seed(config.seed)
     # a fit that likely ends within its first chunk starts inside that chunk's program
     fused_start = (n_chunks == 1 or second_order) and seed is not None
@@ -425,11 +430,14 @@ def _run(model, config, given, progress, throw, init_params=None):
             start_params = model.to_standard(start_params, design.center, design.scale)
         if start_params is not None:
             start_params = jax.tree.map(lambda a: np.asarray(a, config.dtype), start_params)
-        if fused_start:  # the start is built inside the first chunk's program: check it builds (shapes only)
-            jax.eval_shape(lambda s, p, r: _parts(*static)[0](
-                jax.random.split(jax.random.key(s), config.restarts) if multi else jax.random.key(s),
-                p, r, n_features, n_outputs), seed, start_params, config.learning_rate)
+        if fused_start:  # the start is built inside the first chunk's program
+            if not model.columns:  # a user model's: check it builds (shapes only; scanfit's own always do)
+                jax.eval_shape(lambda s, p, r: _parts(*static)[0](
+                    jax.random.split(jax.random.key(s), config.restarts) if multi else jax.random.key(s),
+                    p, r, n_features, n_outputs), seed, start_params, config.learning_rate)
             carry = None
+        elif seed is not None:  # the keys made inside the start's program (no eager key programs)
+            carry = begin(seed, start_params, config.learning_rate, n_features, n_outputs, config.restarts)
         else:
             key = jax.random.key(config.seed)
             keys = jax.random.split(key, config.restarts) if multi else key
