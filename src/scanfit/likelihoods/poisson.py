@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, xlogy
-from scipy import optimize, special
+from scipy import special
 
 from .base import Likelihood, np_wmean, wmean
 
@@ -146,6 +146,8 @@ class NegativeBinomial(_Counts):
         alpha = max((spread - mean) / max(mean, 1e-12) ** 2, 1e-3)  # the moment estimate, a start
         start = np.array([np.log(max(np.sum(wt * yt), 1e-12) / np.sum(wt * np.exp(off_t))), np.log(alpha)])
         scale = max(np.sum(wt), 1.0)
+        from scipy import optimize  # here: importing it costs ~0.2 s, and only this null model needs it
+
         c, log_alpha = optimize.minimize(lambda v: nll(v) / scale, start, method="BFGS",
                                          options={"gtol": 1e-11, "maxiter": 500}).x
         return np_wmean(_nb_loglik_np(ye, c + off_e, log_alpha), w_eval)

@@ -27,9 +27,9 @@ import re
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..data.precision import dtype_scope
+from .distributions import chi2_sf
 from .estimates import Estimates
 
 __all__ = ["labels", "null_loglik", "model_tests", "restrictions", "wald", "lr"]
@@ -64,7 +64,7 @@ def model_tests(est: Estimates, llnull: float) -> dict:
     df = len(est.theta) - est.k_null
     llr = 2.0 * (est.loglik - llnull)
     return {"llnull": llnull, "llr": llr, "llr_df": df,
-            "llr_pvalue": float(stats.chi2.sf(llr, df)) if df > 0 else float("nan"),
+            "llr_pvalue": float(chi2_sf(llr, df)) if df > 0 else float("nan"),
             "pseudo_r2": 1.0 - est.loglik / llnull if llnull else float("nan")}
 
 
@@ -182,7 +182,7 @@ def wald(theta: np.ndarray, cov: np.ndarray, R: np.ndarray, q: np.ndarray) -> pd
         raise ValueError(f"The {len(R)} restrictions are not independent (or their covariance is singular): drop "
                          f"the restrictions that follow from the others.")
     stat = float(diff @ np.linalg.solve(middle, diff))
-    return pd.Series({"statistic": stat, "df": len(R), "p_value": float(stats.chi2.sf(stat, len(R)))}, name="wald")
+    return pd.Series({"statistic": stat, "df": len(R), "p_value": float(chi2_sf(stat, len(R)))}, name="wald")
 
 
 def lr(restricted: Estimates, full: Estimates) -> pd.Series:
@@ -201,4 +201,4 @@ def lr(restricted: Estimates, full: Estimates) -> pd.Series:
         raise ValueError(f"lr_test: the full model's log-likelihood ({full.loglik:.6g}) is below the restricted "
                          f"one's ({restricted.loglik:.6g}), so the models are not nested or a fit stopped short "
                          f"of its maximum (result.refine()).")
-    return pd.Series({"statistic": stat, "df": df, "p_value": float(stats.chi2.sf(max(stat, 0.0), df))}, name="lr")
+    return pd.Series({"statistic": stat, "df": df, "p_value": float(chi2_sf(stat, df))}, name="lr")

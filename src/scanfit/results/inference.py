@@ -48,7 +48,6 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..data import identification
 from ..data.identification import NotIdentifiedError
@@ -57,6 +56,7 @@ from ..likelihoods.glm import has_mle
 from ..models.core import MLP, forward
 from . import hypotheses, margins, prediction
 from .covariance import COV_TYPES, check_cov_type, covariance, group_codes
+from .distributions import Normal, StudentT
 from .estimates import Estimates, refuse
 from .linear import NEAR_MAXIMUM, linear_estimates
 from .streamed import streamed_estimates
@@ -287,7 +287,7 @@ def summary(result, *, cov_type: str = "nonrobust", alpha: float = 0.05, groups=
     k, n = len(est.theta), est.n_obs
     df_resid = n - k
     t_df = _t_df(est, name)
-    dist = stats.t(t_df) if t_df is not None else stats.norm()
+    dist = StudentT(t_df) if t_df is not None else Normal()
     table = Summary(margins.table(est.theta, cov, est.index, alpha, dist))
     table.attrs.update(model=result.model.name, likelihood=result.likelihood.name, n_obs=n, k=k, df_resid=df_resid,
                        loglik=est.loglik, **hypotheses.model_tests(est, _llnull(result, est)),

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
+from .distributions import Normal
 from .estimates import Estimates
 
 __all__ = ["AT", "marginal_effects", "table"]
@@ -36,7 +37,7 @@ def _derivatives(link, eta):
         d = p * (1.0 - p)
         return d, d * (1.0 - 2.0 * p)
     if link == "probit":
-        d = stats.norm.pdf(eta)
+        d = Normal.pdf(eta)
         return d, -eta * d
     if link == "log":
         d = np.exp(eta)
@@ -78,7 +79,7 @@ def _categorical(X, w, theta, slopes, others, k):
 
 def table(estimate, cov, index, alpha: float, dist=None) -> pd.DataFrame:
     """The columns of ``summary()`` for estimates with covariance ``cov``."""
-    dist = stats.norm() if dist is None else dist
+    dist = Normal() if dist is None else dist
     se = np.sqrt(np.maximum(np.diag(cov), 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         z = estimate / se

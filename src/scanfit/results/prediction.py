@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import special
 
+from .distributions import Normal, StudentT
 from .estimates import Estimates
 
 __all__ = ["check_level", "intervals"]
@@ -38,7 +39,7 @@ def _inverse_link(link, eta):
     if link == "logit":
         return special.expit(eta), lambda e: special.expit(e) * special.expit(-e)
     if link == "probit":
-        return special.ndtr(eta), lambda e: stats.norm.pdf(e)
+        return special.ndtr(eta), Normal.pdf
     if link == "log":
         return np.exp(eta), np.exp
     return eta, np.ones_like
@@ -54,7 +55,7 @@ def intervals(est: Estimates, cov: np.ndarray, X: np.ndarray, offset, level: flo
     """The table for the design ``X`` (n, q) (intercept column included when the model has one)."""
     rows = est.rows
     n, q = X.shape
-    dist = stats.t(t_df) if t_df is not None else stats.norm()
+    dist = StudentT(t_df) if t_df is not None else Normal()
     z = dist.ppf(0.5 + level / 2)
     index = pd.RangeIndex(n) if index is None else index
     if rows.prob is None:
