@@ -2,6 +2,7 @@
 
     python benchmarks/latency.py              # 5 fresh processes per cell (about 6 minutes on 2 cores)
     python benchmarks/latency.py --repeat 3
+    python benchmarks/latency.py --rows digits,cv   # some rows only (cli, logit, digits, cv)
 
 Every cell is the median of ``--repeat`` fresh processes; each row's ratio is scanfit's median over
 its peer's median, both measured in this run. The scanfit cells run with
@@ -9,7 +10,9 @@ its peer's median, both measured in this run. The scanfit cells run with
 - warm: a temporary ``$SCANFIT_CACHE`` filled by one run before the timed ones (the default after a
   user's first fit);
 - cold: a new empty ``$SCANFIT_CACHE`` for every process (a first fit ever, the entries written);
-- off: ``SCANFIT_COMPILATION_CACHE=0`` (scanfit before the cache: every process compiles).
+- off: ``SCANFIT_COMPILATION_CACHE=0`` (scanfit before the cache: every process compiles);
+- xla only: the warm cache with ``SCANFIT_PROGRAM_CACHE=0``: JAX's compiled programs but not scanfit's
+  lowered ones (``engine/programs.py``), so the process traces and lowers the fit as before them.
 
 Rows (breast cancer: scikit-learn's table, the four predictors of ``examples/breast_cancer.py``):
   cli logit      ``scanfit fit bc.csv --target benign --optimizer newton`` (the whole process) against a
@@ -145,6 +148,7 @@ def run_cli(table: Path, out: Path, env: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5, help="fresh processes per cell (the median is shown)")
+    ap.add_argument("--rows", default="cli,logit,digits,cv", help="which rows, comma-separated: cli,logit,digits,cv")
     args = ap.parse_args()
     import jax
     import sklearn
@@ -165,7 +169,8 @@ f = d.data[FEATURES].copy(); f.columns = [c.replace(" ", "_") for c in FEATURES]
 f.to_csv(sys.argv[1], index=False)
 """, str(table)], check=True)
         examples = str(root / "examples")
-        base_env = {k: v for k, v in os.environ.items() if k not in ("SCANFIT_CACHE", "SCANFIT_COMPILATION_CACHE")}
+        base_env = {k: v for k, v in os.environ.items() if k not in ("SCANFIT_CACHE", "SCANFIT_COMPILATION_CACHE",
+                                                                     "SCANFIT_PROGRAM_CACHE")}
         counter = iter(range(10**6))
 
         def env_for(mode: str, warm_dir: Path) -> dict:
@@ -173,13 +178,16 @@ f.to_csv(sys.argv[1], index=False)
                 return {**base_env, "SCANFIT_CACHE": str(warm_dir)}
             if mode == "cold":
                 return {**base_env, "SCANFIT_CACHE": str(work / f"cold-{next(counter)}")}
+            if mode == "xla":
+                return {**base_env, "SCANFIT_CACHE": str(warm_dir), "SCANFIT_PROGRAM_CACHE": "0"}
             return {**base_env, "SCANFIT_CACHE": str(warm_dir), "SCANFIT_COMPILATION_CACHE": "0"}
 
         def cells(ours, peer):
             """{mode: [runs]} for scanfit and [runs] for the peer; warm primed by one untimed run."""
             warm_dir = work / f"warm-{next(counter)}"
             ours("warm", env_for("warm", warm_dir))
-            runs = {m: [] for m in ("warm", "cold", "off")}
+            ours("xla", env_for("xla", warm_dir))
+            runs = {m: [] for m in ("warm", "xla", "cold", "off")}
             peers = []
             for _ in range(args.repeat):  # interleaved, so that the machine's drift hits every cell alike
                 for m in runs:
@@ -203,7 +211,11 @@ f.to_csv(sys.argv[1], index=False)
              lambda m, e: run_child("cv_scanfit", [], e), lambda e: run_child("cv_sklearn", [], e), "seconds",
              "<= 1.0x"),
         ]
+        short = {"cli logit": "cli", "sf.fit logit": "logit", "digits MLP": "digits", "5-fold CV": "cv"}
+        wanted = set(args.rows.split(","))
         for name, ours_what, peer_what, ours, peer, key, target in specs:
+            if short[name] not in wanted:
+                continue
             runs, peers = cells(ours, peer)
             rows.append((name, ours_what, peer_what, runs, peers, key, target))
             print(f"  {name}: done", file=sys.stderr, flush=True)
@@ -218,12 +230,13 @@ def med(runs: list[dict], key: str) -> float:
 
 
 def table_text(rows) -> str:
-    lines = ["| row | scanfit | peer | warm s | cold s | off s | peer s | warm ratio | cold ratio | off ratio | "
-             "target (warm) | met |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    lines = ["| row | scanfit | peer | warm s | xla only s | cold s | off s | peer s | warm ratio | xla only ratio | "
+             "cold ratio | off ratio | target (warm) | met |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     notes = []
     for name, ours_what, peer_what, runs, peers, key, target in rows:
-        warm, cold, off, ref = (med(runs["warm"], key), med(runs["cold"], key), med(runs["off"], key),
-                                med(peers, key))
+        warm, xla, cold, off, ref = (med(runs["warm"], key), med(runs["xla"], key), med(runs["cold"], key),
+                                     med(runs["off"], key), med(peers, key))
         if target.startswith("<= 0.5 s"):
             met = warm <= 0.5
         else:
@@ -238,8 +251,9 @@ def table_text(rows) -> str:
         if name == "5-fold CV":
             notes.append(f"{name}: mean accuracy scanfit {med(runs['warm'], 'accuracy'):.4f}, "
                          f"scikit-learn {med(peers, 'accuracy'):.4f}")
-        lines.append(f"| {name} | {ours_what} | {peer_what} | {warm:.2f} | {cold:.2f} | {off:.2f} | {ref:.2f} | "
-                     f"{warm / ref:.2f} | {cold / ref:.2f} | {off / ref:.2f} | {target} | {'yes' if met else 'no'} |")
+        lines.append(f"| {name} | {ours_what} | {peer_what} | {warm:.2f} | {xla:.2f} | {cold:.2f} | {off:.2f} | "
+                     f"{ref:.2f} | {warm / ref:.2f} | {xla / ref:.2f} | {cold / ref:.2f} | {off / ref:.2f} | {target} | "
+                     f"{'yes' if met else 'no'} |")
     return "\n".join(lines + [""] + notes)
 
 
