@@ -73,7 +73,7 @@ GRAPH = {name: imports_of(name, path) for name, path in MODULES.items()}
 def test_resolver_sees_lazy_and_relative_imports():
     assert "scanfit.engine.optimizers" in GRAPH["scanfit.engine.config"]  # from . import optimizers
     assert "scanfit.results.inference" in GRAPH["scanfit.results.result"]
-    assert "scanfit.show.plots" in GRAPH["scanfit.tables"]  # an import inside a function
+    assert "scanfit.show.painter" in GRAPH["scanfit.tables"]  # an import inside a function
     assert "scanfit.likelihoods" in GRAPH["scanfit.results.persist"]  # a package is its __init__
     assert {"scanfit.data.checks", "scanfit.likelihoods.base"} <= GRAPH["scanfit.engine.loop"]
 

@@ -91,27 +91,6 @@ def _fail(err: Exception | str) -> None:
     raise typer.Exit(code=1)
 
 
-def _rich_table(frame, title: str = ""):
-    import pandas as pd
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=Text(title) if title else None, title_justify="left", box=None, padding=(0, 1),
-                  header_style="bold")
-    for col in frame.columns:
-        numeric = pd.api.types.is_numeric_dtype(frame[col])
-        table.add_column(Text(str(col)), justify="right" if numeric else "left", overflow="fold")
-    for row in frame.itertuples(index=False):
-        table.add_row(*(Text(_fmt(v)) for v in row))
-    return table
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return "" if v != v else f"{v:.4g}"
-    return str(v)
-
-
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Directory for the histories (CSV), pictures (PNG) and report.html.")]
@@ -124,6 +103,7 @@ def demo(
     from rich.markup import escape
 
     from . import demo as demo_mod
+    from . import tables
 
     if only is not None and (not only or set(only) - set("abcdef")):
         _fail(f"The '--only' option takes letters among a-f, such as 'ad'. Got {only!r}.")
@@ -136,7 +116,8 @@ def demo(
     try:
         outcomes = demo_mod.run(seed=seed, quick=quick, progress=True, only=only, on_start=started)
         summary_table = demo_mod.table(outcomes)
-        con.print(_rich_table(summary_table.drop(columns="status"), "The notebook's experiments (objective: valid)"))
+        con.print(tables.rich_table(summary_table.drop(columns="status"),
+                                    "The notebook's experiments (objective: valid)"))
         for o in outcomes:
             if o.result is not None and not o.result.status.ok:
                 con.print(f"({o.experiment.key}) {o.result.status}", markup=False)
@@ -232,6 +213,7 @@ def fit(
     from . import tables
     from .results import run_dir
     from .show import report
+    from .show.painter import Painter
 
     feature_list = _parse_list(features, "--features")
     hidden_units = _parse_list(hidden, "--hidden", int)
@@ -260,6 +242,7 @@ def fit(
                                    "seed": seed},
                       out=out, progress=progress, force=force, summary_options=summary_options)
         return
+    painter = Painter.start()  # imports matplotlib and draws the plots in a helper process while this one fits
     try:
         import scanfit as sf
 
@@ -282,6 +265,7 @@ def fit(
                 exposure=exposure, offset=offset)
         if result.status.code == "interrupted" and result.history.empty:
             raise KeyboardInterrupt  # stopped before its first steps: nothing to save
+        painter.submit(result)  # the helper draws while this process prints the summary and writes the rest
         n_valid = 0 if result.valid is None else len(result.valid[1])
         con.print(f"Rows: {len(yt)} gave the estimates" + (f", {n_valid} held out for validation." if n_valid else
                   " (all rows; --valid-fraction 0.2 holds some out)."), markup=False)
@@ -291,19 +275,21 @@ def fit(
         for w in caught:
             if issubclass(w.category, sf.FitWarning) and str(w.message) not in str(result.status):
                 _console(stderr=True).print(f"Warning: {w.message}", markup=False)
-        con.print(_rich_table(tables.final_table(result.final), "Final statistics"))
+        con.print(tables.rich_table(tables.final_table(result.final), "Final statistics"))
         summary_text = report.summary_or_reason(result, **summary_options)
         if summary_text:
             con.print(summary_text, markup=False)
         stage = "while the outputs were written"
         written = run_dir.write(out, lambda d: tables.write_outputs(result, d, target=tgt, x=xt, y=yt, table=str(table),
-                                                                    summary=summary_text), force=force)
+                                                                    summary=summary_text, painter=painter), force=force)
     except USER_ERRORS as err:
         _fail(err)
     except KeyboardInterrupt:  # outside the fit's loop (which keeps its steps and returns): nothing to save
         _console(stderr=True).print(f"Interrupted (Ctrl-C) {stage}: nothing was saved, {out}/ is unchanged.",
                                     markup=False)
         raise typer.Exit(code=130) from None
+    finally:
+        painter.close()
     con.print(f"Wrote {', '.join(p.name for p in written)} to {out}/", markup=False)
     if result.status.code == "interrupted":
         _console(stderr=True).print(f"Interrupted (Ctrl-C) after {result.status.steps} of {steps} steps: the fit so "
@@ -360,7 +346,7 @@ def _fit_streamed(table, *, target, features, model, likelihood, link, roles, ba
         for w in caught:
             if issubclass(w.category, sf.FitWarning) and str(w.message) not in str(result.status) and writer:
                 _console(stderr=True).print(f"Warning: {w.message}", markup=False)
-        con.print(_rich_table(tables.final_table(result.final), "Final statistics"))
+        con.print(tables.rich_table(tables.final_table(result.final), "Final statistics"))
         summary_text = None
         if result.inference is not None:
             try:
@@ -474,7 +460,7 @@ def summary(
                 f"JAX {meta['jax_version']}")
     line("Status", f": {meta['status']['code']}: {meta['status']['message']}")
     final = {k: (float("nan") if v is None else v) for k, v in (meta.get("final") or {}).items()}
-    con.print(_rich_table(tables.final_table(final), "Final statistics"))
+    con.print(tables.rich_table(tables.final_table(final), "Final statistics"))
     if meta.get("summary_text"):
         con.print(meta["summary_text"], markup=False)
 

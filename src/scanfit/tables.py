@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["read", "encode_target", "features", "Target", "fit_table", "write_outputs", "predict_table",
-           "final_table", "MAX_CLASSES"]
+           "final_table", "rich_table", "MAX_CLASSES"]
 
 MAX_CLASSES = 20
 COUNTS = ("poisson", "negativebinomial")
@@ -271,19 +271,23 @@ def final_table(final: dict) -> pd.DataFrame:
 
 
 def write_outputs(result, out: str | Path, *, target: Target, x, y, table: str = "",
-                  summary: str | None = None) -> list[Path]:
+                  summary: str | None = None, painter=None) -> list[Path]:
     """Save the model (``out/model``), ``history.csv``, the plots and ``report.html``; return the paths.
-    ``summary`` is the summary table's text when already computed."""
-    from .show import plots, report
+    ``summary`` is the summary table's text when already computed; ``painter`` a started
+    :class:`show.painter.Painter` that draws the plots in a helper process meanwhile."""
+    from .show import report
+    from .show.painter import Painter
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    painter = painter if painter is not None else Painter()
+    painter.submit(result)  # when not yet: the helper draws while the model and history are written
     extra = {"target": target.name, "classes": target.classes, "likelihood_reason": target.reason, "table": table}
     summary = summary if summary is not None else report.summary_or_reason(result)
     model_dir = result.save(out / "model", extra=extra, summary=summary)
     result.history.to_csv(out / "history.csv", index=False)
     xs = np.asarray(x, dtype=float)
-    images = plots.save_all(result, out, x=xs, y=np.asarray(y), classes=target.classes)
+    images = painter.save_all(result, out, x=xs, y=np.asarray(y), classes=target.classes)
     section = report.result_section("Fit", result, images, text=[
         f"Table: {table or '(in memory)'}; target {target.name!r}; features {list(result.feature_names)}.",
         f"Likelihood: {target.reason}."], summary=summary)
@@ -375,3 +379,24 @@ def streamed_likelihood(sf, source, likelihood, link):
     lik = {"gaussian": sf.Gaussian, "poisson": sf.Poisson, "negativebinomial": sf.NegativeBinomial,
            "categorical": sf.Categorical}.get(likelihood)
     return (lik() if lik else sf.Bernoulli(link=link or "logit")), classes, reason
+
+
+def rich_table(frame: pd.DataFrame, title: str = ""):
+    """``frame`` as a rich Table for the terminal (numbers to 4 significant digits, right-aligned)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(title) if title else None, title_justify="left", box=None, padding=(0, 1),
+                  header_style="bold")
+    for col in frame.columns:
+        numeric = pd.api.types.is_numeric_dtype(frame[col])
+        table.add_column(Text(str(col)), justify="right" if numeric else "left", overflow="fold")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(Text(_fmt(v)) for v in row))
+    return table
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "" if v != v else f"{v:.4g}"
+    return str(v)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 import pandas as pd
@@ -292,8 +292,9 @@ def restarts(result: Any, *, stat: str | None = None, title: str | None = None) 
 
 def save_all(result: Any, out: str | Path, *, x=None, y=None, truth: dict | None = None, prefix: str = "",
              hidden_weights: tuple | None = None, classes: list | None = None,
-             dpi: int = 110) -> list[tuple[str, Path]]:
-    """Write every picture that applies to ``result`` into ``out`` as PNG; return (caption, path) pairs."""
+             dpi: int = 110, only: Collection[str] | None = None) -> list[tuple[str, Path]]:
+    """Write every picture that applies to ``result`` into ``out`` as PNG; return (caption, path) pairs.
+    ``only`` names the captions to draw (``"Learning path"``, ...), of those that apply; None: all."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     made: list[tuple[str, Any]] = [("Learning path", lambda: history(result))]
@@ -311,6 +312,8 @@ def save_all(result: Any, out: str | Path, *, x=None, y=None, truth: dict | None
         made.append(("Restarts", lambda: restarts(result)))
     written = []
     for caption, make in made:
+        if only is not None and caption not in only:
+            continue
         fig = make()
         path = out / f"{prefix}{caption.lower().replace(' ', '_')}.png"
         fig.savefig(path, dpi=dpi)

@@ -1,0 +1,193 @@
+"""Draw a fit's pictures in a helper process while this one fits (``scanfit fit``).
+
+Importing matplotlib and drawing the learning path and coefficient paths takes about a second, as
+long as importing JAX and fitting a small model. :meth:`Painter.start`, called before the fit,
+starts ``python -m scanfit.show.painter``, which imports matplotlib and draws one throw-away
+figure (fonts loaded) while this process fits; :meth:`Painter.submit`, right after the fit, hands
+it the fit's tables (history, restarts) in a temporary file, and :meth:`Painter.save_all` moves
+the PNGs it drew, the files :func:`plots.save_all` would have written, into the output directory.
+Pictures that call the model (decision regions, hidden units: two-feature data only) are drawn
+here. The pictures are the same files either way: when the helper would not help (one CPU, a
+busy machine, matplotlib already imported here), with ``SCANFIT_PAINTER=0``, or when it fails,
+they are drawn here as before; ``SCANFIT_PAINTER=1`` starts it whatever the load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Painter", "TABLE_PICTURES", "ORDER"]
+
+TABLE_PICTURES = ("Learning path", "Coefficient paths", "Restarts")  # drawn from tables, no model call
+ORDER = ("Learning path", "Coefficient paths", "Decision regions", "Hidden units", "Restarts")  # save_all's order
+TIMEOUT = 120.0  # seconds to wait for the helper's pictures before drawing them here
+
+
+@dataclass
+class _Name:
+    name: str
+
+
+@dataclass
+class Tables:
+    """What the table pictures read from a FitResult, without the model's functions (picklable)."""
+
+    history: Any
+    model: _Name
+    likelihood: _Name
+    restarts: Any
+    start_finals: list = field(default_factory=list)
+    train: None = None
+
+    @classmethod
+    def of(cls, result) -> Tables:
+        many = len(result.start_finals) > 1
+        return cls(result.history, _Name(getattr(result.model, "name", "")), _Name(result.likelihood.name),
+                   result.restarts if many else None, [{} for _ in result.start_finals])
+
+
+def _spare_cpu() -> bool:
+    """Whether a CPU is likely idle: this process may use two or more, and the 1-minute load average
+    is below their number less a half (on a busy machine the helper would only take turns with us)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = 0.0
+    return cpus >= 2 and load < cpus - 0.5
+
+
+class Painter:
+    """A helper process for the pictures drawn from a fit's tables; :meth:`close` ends it."""
+
+    def __init__(self, process: subprocess.Popen | None = None):
+        self._process = process
+        self._staging: Path | None = None  # the job file and the helper's PNGs, until save_all moves them
+        self._dpi = None
+
+    @classmethod
+    def start(cls) -> Painter:
+        """Start the helper when it can overlap this process's work; else a Painter that draws here."""
+        wanted = os.environ.get("SCANFIT_PAINTER", "auto")
+        if wanted == "0" or not sys.executable or "matplotlib" in sys.modules or (wanted != "1" and not _spare_cpu()):
+            return cls()
+        root = str(Path(__file__).resolve().parents[2])  # the directory that holds this scanfit
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+               "MPLBACKEND": "Agg"}
+        try:
+            process = subprocess.Popen([sys.executable, "-m", "scanfit.show.painter"], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+        except OSError:
+            return cls()
+        return cls(process)
+
+    def submit(self, result, *, dpi: int = 110) -> None:
+        """Hand the helper the table pictures of ``result`` to draw now; :meth:`save_all` collects them."""
+        if self._process is None or self._staging is not None:
+            return
+        self._staging, self._dpi = Path(tempfile.mkdtemp(prefix="scanfit-painter-")), dpi
+        job = self._staging / "job.pickle"
+        try:
+            with open(job, "wb") as f:
+                pickle.dump({"tables": Tables.of(result), "out": str(self._staging), "dpi": dpi}, f,
+                            protocol=pickle.HIGHEST_PROTOCOL)
+            self._process.stdin.write(f"{job}\n")
+            self._process.stdin.flush()
+        except (OSError, ValueError, pickle.PicklingError):
+            self.close()
+
+    def save_all(self, result, out: str | Path, *, x=None, y=None, classes: list | None = None,
+                 dpi: int = 110) -> list[tuple[str, Path]]:
+        """``plots.save_all(result, out, x=x, y=y, classes=classes, dpi=dpi)``, with the table pictures
+        drawn by the helper (or here, when it is not running or failed)."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        self.submit(result, dpi=dpi)
+        written = self._collect(out) if self._dpi == dpi else None
+        self.close()
+        done = {caption for caption, _ in written or []}
+        xs = x if x is not None else (result.train[0] if getattr(result, "train", None) is not None else None)
+        two = xs is not None and len(getattr(xs, "shape", ())) == 2 and xs.shape[1] == 2
+        if written is None or two:  # pictures the helper did not draw, here (matplotlib imported only now)
+            from . import plots
+
+            rest = plots.save_all(result, out, x=x, y=y, classes=classes, dpi=dpi,
+                                  only=[c for c in ORDER if c not in done])
+            written = (written or []) + rest
+        return sorted(written, key=lambda item: ORDER.index(item[0]))
+
+    def _collect(self, out: Path) -> list[tuple[str, Path]] | None:
+        """The helper's pictures moved into ``out`` as (caption, path) pairs, or None when it failed."""
+        if self._process is None:
+            return None
+        try:
+            reply, _ = self._process.communicate(timeout=TIMEOUT)
+            answer = json.loads(reply.strip().splitlines()[-1])
+            moved = []
+            for caption, path in answer["written"]:
+                moved.append((caption, Path(shutil.move(path, out / Path(path).name))))
+            return moved
+        except (OSError, ValueError, IndexError, KeyError, TypeError, subprocess.TimeoutExpired):
+            return None  # drawn here instead, over anything that was moved
+
+    def close(self) -> None:
+        """End the helper and remove what it left; safe to call twice."""
+        process, self._process = self._process, None
+        staging, self._staging = self._staging, None
+        if process is not None:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def __enter__(self) -> Painter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _serve() -> None:
+    """The helper: import matplotlib, draw once to load fonts, then draw the job named on stdin."""
+    import io
+    import signal
+    import traceback
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends this process
+    from matplotlib.figure import Figure
+
+    from . import plots
+
+    warm = Figure(figsize=(2, 2), layout="constrained")
+    ax = warm.subplots()
+    ax.plot([0, 1], [0, 1], label="x")
+    ax.set_title("warm")
+    ax.legend()
+    warm.savefig(io.BytesIO(), format="png", dpi=50)
+    line = sys.stdin.readline().strip()
+    if not line:
+        return
+    try:
+        with open(line, "rb") as f:
+            job = pickle.load(f)
+        written = plots.save_all(job["tables"], job["out"], dpi=job["dpi"], only=TABLE_PICTURES)
+        print(json.dumps({"written": [(caption, str(path)) for caption, path in written]}), flush=True)
+    except Exception:
+        print(json.dumps({"error": traceback.format_exc()}), flush=True)
+
+
+if __name__ == "__main__":
+    _serve()
