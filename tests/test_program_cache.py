@@ -6,6 +6,7 @@ configuration, the shapes and x64; user code is never kept; both off switches wo
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,15 @@ def test_scanfit_cache_counts_and_clears_the_programs(tmp_path, monkeypatch):
     assert f"lowered programs: {folder} (1 entry, 11 bytes)" in cache.describe()
     assert any(line.startswith("Deleted 2 files of lowered programs") for line in cache.clear())
     assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+
+
+def test_the_least_recently_used_entries_go_past_the_bound(tmp_path, monkeypatch):
+    exported = jax.export.export(jax.jit(lambda x: (x + 1,)))(np.zeros(2, np.float32)).serialize()
+    header = {"key": "k", "out": ["tuple", ["*"]], "names": [], "native": False}
+    paths = [tmp_path / f"{i}.prog" for i in range(3)]
+    programs._write(paths[0], header, exported)
+    os.utime(paths[0], (1, 1))  # the least recently used
+    monkeypatch.setattr(programs, "MAX_BYTES", 2 * paths[0].stat().st_size)
+    for path in paths[1:]:
+        programs._write(path, header, exported)
+    assert [p.exists() for p in paths] == [False, True, True]
