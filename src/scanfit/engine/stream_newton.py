@@ -39,9 +39,12 @@ class NewtonSteps:
             params, held = self.warm_start(params)
             rough = held is None
         sums = self.evaluate(params, "score" if held is not None else "rough" if rough else "newton")
+        gain = None  # the last gain predicted with the held information
         for step in range(cfg.steps):
             self.record(rows, step, params, sums, bar)
             value, g = sums["terms"][0] / W, sums["g"] / W
+            if held is not None and "h" in sums:  # a fresh float32 information replaces the held one
+                held = sums["h"] / W
             h = held if held is not None else sums["h"] / W
             if rough and not (np.isfinite(value) and np.all(np.isfinite(h))):  # float32 overflowed: go on in float64
                 rough, sums = False, self.evaluate(params, "newton")
@@ -57,10 +60,17 @@ class NewtonSteps:
             if switch:
                 held = h  # close to the maximum the information changes little: the float64 steps keep it
             rough = rough and not switch
+            kind = "rough" if rough else "newton"
+            if held is not None:
+                # the held information shrinks the error by about the ratio of successive gains: when the
+                # next pass is predicted to be the last, it forms a fresh float32 X'WX too, so that the last
+                # step lands within ~1e-12 of the maximum, where the final pass's information is taken
+                ahead = 0.5 * slope * (min(1.0, 0.5 * slope / gain) if gain else 1.0)
+                kind = "newton" if ahead <= self.near_gain(value) else "score"
+                gain = 0.5 * slope
             t, halvings, redo = 1.0, 0, False
             while True:
                 cand = self.apply(params, t, direction)
-                kind = "rough" if rough else "score" if held is not None else "newton"
                 cs = self.evaluate(cand, "final" if near and self.mle else kind)
                 if near or switch or cs["terms"][0] / W >= value + ARMIJO * t * slope:
                     break
@@ -79,7 +89,7 @@ class NewtonSteps:
             if redo:
                 sums = self.evaluate(params, "newton")
                 continue
-            if held is not None and not switch and not near:  # the held information learns from the step (BFGS)
+            if held is not None and not switch and not near and "h" not in cs:  # it learns from the step (BFGS)
                 held = _secant(held, t * direction, g - cs["g"] / W)
             params, sums = cand, cs
             if near:
