@@ -4,8 +4,9 @@ Importing matplotlib and drawing the learning path and coefficient paths takes a
 long as importing JAX and fitting a small model. :meth:`Painter.start`, called before the fit,
 starts ``python -m scanfit.show.painter``, which imports matplotlib and draws one throw-away
 figure (fonts loaded) while this process fits; :meth:`Painter.submit`, right after the fit, hands
-it the fit's tables (history, restarts) in a temporary file, and :meth:`Painter.save_all` moves
-the PNGs it drew, the files :func:`plots.save_all` would have written, into the output directory.
+it the fit's tables (history, restarts) in a temporary file (on Linux the helper forks to draw
+each picture in its own process), and :meth:`Painter.save_all` moves the PNGs it drew, the files
+:func:`plots.save_all` would have written, into the output directory.
 Pictures that call the model (decision regions, hidden units: two-feature data only) are drawn
 here. The pictures are the same files either way: when the helper would not help (one CPU, a
 busy machine, matplotlib already imported here), with ``SCANFIT_PAINTER=0``, or when it fails,
@@ -161,7 +162,8 @@ class Painter:
 
 
 def _serve() -> None:
-    """The helper: import matplotlib, draw once to load fonts, then draw the job named on stdin."""
+    """The helper: import matplotlib, draw once to load fonts, then draw the job named on stdin
+    and print the pictures' (caption, path) pairs as one JSON line."""
     import io
     import signal
     import traceback
@@ -183,10 +185,34 @@ def _serve() -> None:
     try:
         with open(line, "rb") as f:
             job = pickle.load(f)
-        written = plots.save_all(job["tables"], job["out"], dpi=job["dpi"], only=TABLE_PICTURES)
+        written = _draw(job["tables"], job["out"], job["dpi"])
         print(json.dumps({"written": [(caption, str(path)) for caption, path in written]}), flush=True)
     except Exception:
         print(json.dumps({"error": traceback.format_exc()}), flush=True)
+
+
+def _draw(tables: Tables, out: str, dpi: int) -> list[tuple[str, Path]]:
+    """The table pictures; on Linux one process each, forked from this one (matplotlib loaded), so
+    that two CPUs draw the learning path and the coefficient paths at once."""
+    from . import plots
+
+    captions = [caption for caption, _ in plots.pictures(tables) if caption in TABLE_PICTURES]
+    forks = []
+    for caption in captions[1:] if sys.platform == "linux" else ():
+        pid = os.fork()
+        if pid == 0:  # the child draws one picture and leaves at once, without Python's clean-up
+            code = 1
+            try:
+                plots.save_all(tables, out, dpi=dpi, only=[caption])
+                code = 0
+            finally:
+                os._exit(code)
+        forks.append(pid)
+    plots.save_all(tables, out, dpi=dpi, only=captions[:1] if forks else captions)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in forks]
+    if any(codes):
+        raise RuntimeError(f"a process that drew a picture failed (exit codes {codes})")
+    return [(caption, plots.picture_path(out, caption)) for caption in captions]
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any, Callable, Collection
 
 import numpy as np
 import pandas as pd
@@ -31,7 +31,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-__all__ = ["history", "coefficients", "decision_regions", "hidden_units", "restarts", "save_all"]
+__all__ = ["history", "coefficients", "decision_regions", "hidden_units", "restarts", "save_all", "pictures",
+           "picture_path"]
 
 LABELS = {"objective": "objective (mean log-likelihood)", "accuracy": "accuracy", "mse": "mean squared error",
           "false_pos": "false positives (share)", "false_neg": "false negatives (share)",
@@ -290,14 +291,10 @@ def restarts(result: Any, *, stat: str | None = None, title: str | None = None) 
     return fig
 
 
-def save_all(result: Any, out: str | Path, *, x=None, y=None, truth: dict | None = None, prefix: str = "",
-             hidden_weights: tuple | None = None, classes: list | None = None,
-             dpi: int = 110, only: Collection[str] | None = None) -> list[tuple[str, Path]]:
-    """Write every picture that applies to ``result`` into ``out`` as PNG; return (caption, path) pairs.
-    ``only`` names the captions to draw (``"Learning path"``, ...), of those that apply; None: all."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    made: list[tuple[str, Any]] = [("Learning path", lambda: history(result))]
+def pictures(result: Any, *, x=None, y=None, truth: dict | None = None, hidden_weights: tuple | None = None,
+             classes: list | None = None) -> list[tuple[str, Callable[[], Figure]]]:
+    """The pictures that apply to ``result``, in :func:`save_all`'s order: (caption, function that draws it)."""
+    made: list[tuple[str, Callable[[], Figure]]] = [("Learning path", lambda: history(result))]
     if getattr(result.model, "name", None) == "linear":
         made.append(("Coefficient paths", lambda: coefficients(result, truth=truth)))
     xs = x if x is not None else (result.train[0] if getattr(result, "train", None) is not None else None)
@@ -310,12 +307,26 @@ def save_all(result: Any, out: str | Path, *, x=None, y=None, truth: dict | None
         made.append(("Hidden units", lambda: hidden_units(result, xs, weights=hidden_weights)))
     if len(result.start_finals) > 1:
         made.append(("Restarts", lambda: restarts(result)))
+    return made
+
+
+def picture_path(out: str | Path, caption: str, prefix: str = "") -> Path:
+    """Where :func:`save_all` writes the picture ``caption``."""
+    return Path(out) / f"{prefix}{caption.lower().replace(' ', '_')}.png"
+
+
+def save_all(result: Any, out: str | Path, *, x=None, y=None, truth: dict | None = None, prefix: str = "",
+             hidden_weights: tuple | None = None, classes: list | None = None,
+             dpi: int = 110, only: Collection[str] | None = None) -> list[tuple[str, Path]]:
+    """Write every picture that applies to ``result`` into ``out`` as PNG; return (caption, path) pairs.
+    ``only`` names the captions to draw (``"Learning path"``, ...), of those that apply; None: all."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     written = []
-    for caption, make in made:
+    for caption, make in pictures(result, x=x, y=y, truth=truth, hidden_weights=hidden_weights, classes=classes):
         if only is not None and caption not in only:
             continue
-        fig = make()
-        path = out / f"{prefix}{caption.lower().replace(' ', '_')}.png"
-        fig.savefig(path, dpi=dpi)
+        path = picture_path(out, caption, prefix)
+        make().savefig(path, dpi=dpi)
         written.append((caption, path))
     return written
