@@ -197,7 +197,8 @@ class Kept:
 
     def _key(self, leaves, in_tree, statics) -> str:
         settings = {name: str(getattr(jax.config, name, None)) for name in _SETTINGS}
-        uses_kernel = any(_aval(a)[1] == "float32" for a in leaves) and self.config[1].name == "bernoulli"
+        uses_kernel = (any(_aval(a)[1] == "float32" for a in leaves)
+                       and any(getattr(part, "name", None) == "bernoulli" for part in self.config))
         return json.dumps({"program": self.name, "config": _describe(self.config), "statics": _describe(statics),
                            "tree": str(in_tree), "avals": [_aval(a) for a in leaves], "settings": settings,
                            "native": uses_kernel and native.bernoulli_target(), "env": _environment()},

@@ -20,6 +20,7 @@ import pandas as pd
 from scipy.special import logsumexp
 
 from ..data import identification
+from ..engine import programs
 from ..engine.outcome import FitWarning
 from ..likelihoods.glm import glm_family
 from .estimates import Estimates, Rows, refuse
@@ -55,7 +56,7 @@ def _compiled_parts(lik, q: int):
         W = -jax.grad(lambda e: jnp.sum(jax.grad(lambda u: jnp.sum(lik.loglik(u, yj, **kw)))(e)))(eta)
         return ll, scores, info, W
 
-    return jax.jit(parts)
+    return programs.kept(jax.jit(parts), "linear_parts", (lik, q))  # a warm process loads it (engine/programs.py)
 
 
 def _jax_parts(lik, X, y, theta, w, offset, extra: int):
