@@ -62,7 +62,8 @@ def test_scanfit_fit_never_imports_matplotlib_in_the_fitting_process(tmp_path):
     frame["y"] = (frame.a - frame.b + rng.logistic(size=200) > 0).astype(int)
     frame.to_csv(tmp_path / "t.csv", index=False)
     code = ("import json, sys; from typer.testing import CliRunner; from scanfit.cli import app; "
-            "assert not any(m.startswith(('matplotlib', 'jax', 'scanfit.show.plots')) for m in sys.modules); "
+            "assert sorted(m for m in sys.modules if m.startswith(('matplotlib', 'jax', 'numpy', 'pandas', 'scipy', "
+            "'scanfit'))) == ['scanfit', 'scanfit.cli']; "
             f"r = CliRunner().invoke(app, ['fit', {str(tmp_path / 't.csv')!r}, '--target', 'y', '--no-progress', "
             f"'--out', {str(tmp_path / 'out')!r}]); "
             "print(json.dumps([r.exit_code, 'matplotlib' in sys.modules, 'scanfit.show.plots' in sys.modules]))")
@@ -72,3 +73,12 @@ def test_scanfit_fit_never_imports_matplotlib_in_the_fitting_process(tmp_path):
     pictures = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
     assert pictures == ["coefficient_paths.png", "learning_path.png"]
     assert "learning_path.png" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_no_helper_when_turned_off_or_matplotlib_is_loaded(monkeypatch):
+    monkeypatch.setenv("SCANFIT_PAINTER", "0")
+    assert painter.Painter.start()._process is None
+    monkeypatch.setenv("SCANFIT_PAINTER", "1")
+    import matplotlib  # noqa: F401  (drawing here then costs no import)
+
+    assert painter.Painter.start()._process is None
