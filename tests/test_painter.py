@@ -82,3 +82,24 @@ def test_no_helper_when_turned_off_or_matplotlib_is_loaded(monkeypatch):
     import matplotlib  # noqa: F401  (drawing here then costs no import)
 
     assert painter.Painter.start()._process is None
+
+
+def test_tables_go_to_the_helper_as_json_exactly():
+    """The helper gets the tables as JSON (no pickle); floats, NaN, dtypes and the index come back exactly."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from scanfit.show.painter import Tables, _Name
+
+    rng = np.random.default_rng(0)
+    history = pd.DataFrame({"step": np.arange(5), "train_objective": rng.normal(size=5) / 3,
+                            "valid_accuracy": [0.1, np.nan, 1 / 3, np.inf, -0.0]})
+    restarts = pd.DataFrame({"start": [0, 1], "status": ["converged", "max_steps"], "final": [np.pi, np.e]})
+    restarts.index.name = "start_index"
+    tables = Tables(history, _Name("mlp"), _Name("bernoulli"), restarts, [{}, {}])
+    back = Tables.from_json(json.loads(json.dumps(tables.to_json())))
+    pd.testing.assert_frame_equal(back.history, history, check_exact=True)
+    pd.testing.assert_frame_equal(back.restarts, restarts, check_exact=True)
+    assert (back.model.name, back.likelihood.name, len(back.start_finals)) == ("mlp", "bernoulli", 2)

@@ -4,7 +4,7 @@ Importing matplotlib and drawing the learning path and coefficient paths takes a
 long as importing JAX and fitting a small model. :meth:`Painter.start`, called before the fit,
 starts ``python -m scanfit.show.painter``, which imports matplotlib and draws one throw-away
 figure (fonts loaded) while this process fits; :meth:`Painter.submit`, right after the fit, hands
-it the fit's tables (history, restarts) in a temporary file (on Linux the helper forks to draw
+it the fit's tables (history, restarts) as JSON in a private temporary file (on Linux the helper forks to draw
 each picture in its own process), and :meth:`Painter.save_all` moves the PNGs it drew, the files
 :func:`plots.save_all` would have written, into the output directory.
 Pictures that call the model (decision regions, hidden units: two-feature data only) are drawn
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -40,7 +39,7 @@ class _Name:
 
 @dataclass
 class Tables:
-    """What the table pictures read from a FitResult, without the model's functions (picklable)."""
+    """What the table pictures read from a FitResult, without the model's functions (sent as JSON)."""
 
     history: Any
     model: _Name
@@ -54,6 +53,31 @@ class Tables:
         many = len(result.start_finals) > 1
         return cls(result.history, _Name(getattr(result.model, "name", "")), _Name(result.likelihood.name),
                    result.restarts if many else None, [{} for _ in result.start_finals])
+
+    def to_json(self) -> dict:
+        """The tables as JSON values (no pickle): frames by column, floats written exactly (repr)."""
+        return {"history": _frame_json(self.history), "model": self.model.name, "likelihood": self.likelihood.name,
+                "restarts": None if self.restarts is None else _frame_json(self.restarts),
+                "starts": len(self.start_finals)}
+
+    @classmethod
+    def from_json(cls, blob: dict) -> Tables:
+        restarts = None if blob["restarts"] is None else _frame_of(blob["restarts"])
+        return cls(_frame_of(blob["history"]), _Name(str(blob["model"])), _Name(str(blob["likelihood"])), restarts,
+                   [{} for _ in range(int(blob["starts"]))])
+
+
+def _frame_json(frame) -> dict:
+    return {"columns": [str(c) for c in frame.columns], "index": frame.index.tolist(), "name": frame.index.name,
+            "dtypes": [str(t) for t in frame.dtypes], "data": frame.to_numpy(object).tolist()}
+
+
+def _frame_of(blob: dict):
+    import pandas as pd
+
+    frame = pd.DataFrame(blob["data"], columns=blob["columns"], index=blob["index"])
+    frame.index.name = blob["name"]
+    return frame.astype(dict(zip(blob["columns"], blob["dtypes"]))) if len(frame.columns) else frame
 
 
 def _spare_cpu() -> bool:
@@ -100,14 +124,13 @@ class Painter:
         if self._process is None or self._staging is not None:
             return
         self._staging, self._dpi = Path(tempfile.mkdtemp(prefix="scanfit-painter-")), dpi
-        job = self._staging / "job.pickle"
+        job = self._staging / "job.json"
         try:
-            with open(job, "wb") as f:
-                pickle.dump({"tables": Tables.of(result), "out": str(self._staging), "dpi": dpi}, f,
-                            protocol=pickle.HIGHEST_PROTOCOL)
+            with open(job, "w") as f:
+                json.dump({"tables": Tables.of(result).to_json(), "out": str(self._staging), "dpi": dpi}, f)
             self._process.stdin.write(f"{job}\n")
             self._process.stdin.flush()
-        except (OSError, ValueError, pickle.PicklingError):
+        except (OSError, ValueError, TypeError):
             self.close()
 
     def save_all(self, result, out: str | Path, *, x=None, y=None, classes: list | None = None,
@@ -172,7 +195,7 @@ def _serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it ends this process
     from matplotlib.figure import Figure
 
-    from . import plots
+    from . import plots  # noqa: F401  (imported now: matplotlib and the plots module are ready when the job comes)
 
     warm = Figure(figsize=(2, 2), layout="constrained")
     ax = warm.subplots()
@@ -184,9 +207,9 @@ def _serve() -> None:
     if not line:
         return
     try:
-        with open(line, "rb") as f:
-            job = pickle.load(f)
-        written = _draw(job["tables"], job["out"], job["dpi"])
+        with open(line) as f:
+            job = json.load(f)
+        written = _draw(Tables.from_json(job["tables"]), job["out"], int(job["dpi"]))
         print(json.dumps({"written": [(caption, str(path)) for caption, path in written]}), flush=True)
     except Exception:
         print(json.dumps({"error": traceback.format_exc()}), flush=True)
@@ -195,7 +218,7 @@ def _serve() -> None:
 def _draw(tables: Tables, out: str, dpi: int) -> list[tuple[str, Path]]:
     """The table pictures; on Linux one process each, forked from this one (matplotlib loaded), so
     that two CPUs draw the learning path and the coefficient paths at once."""
-    from . import plots
+    from . import plots  # noqa: F401  (imported now: matplotlib and the plots module are ready when the job comes)
 
     captions = [caption for caption, _ in plots.pictures(tables) if caption in TABLE_PICTURES]
     forks = []
