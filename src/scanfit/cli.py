@@ -338,7 +338,7 @@ def _fit_streamed(table, *, target, features, model, likelihood, link, roles, ba
             raise KeyboardInterrupt
         count = sf.distributed.process_count()
         con.print(f"Rows: {source.n_rows} gave the estimates (streamed from {len(source.files)} Parquet file(s) in "
-                  f"chunks of {source.batch_rows} rows" + (f", over {count} processes)." if count > 1 else ")."),
+                  f"chunks of {source.aligned().batch_rows} rows" + (f", over {count} processes)." if count > 1 else ")."),
                   markup=False)
         con.print(f"Fit: {result.config.optimizer}, {result.config.dtype}"
                   f"{', standardized columns' if result.design.standardized else ''}.", markup=False)
