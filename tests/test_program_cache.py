@@ -139,3 +139,22 @@ def test_the_least_recently_used_entries_go_past_the_bound(tmp_path, monkeypatch
     for path in paths[1:]:
         programs._write(path, header, exported)
     assert [p.exists() for p in paths] == [False, True, True]
+
+
+def test_an_entry_that_is_not_a_regular_file_is_ignored_at_once(tmp_path):
+    """A FIFO or a symbolic link where an entry should be: no program, and no wait for a writer."""
+    import os
+    import threading
+
+    from scanfit.engine import programs
+
+    fifo, link = tmp_path / "a.prog", tmp_path / "b.prog"
+    os.mkfifo(fifo)
+    (tmp_path / "real").write_bytes(programs.MAGIC + b"\0" * 64)
+    link.symlink_to(tmp_path / "real")
+    got = {}
+    reader = threading.Thread(target=lambda: got.update(fifo=programs._read(fifo, "k"), link=programs._read(link, "k")),
+                              daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive() and got == {"fifo": None, "link": None}

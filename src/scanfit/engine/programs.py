@@ -247,7 +247,7 @@ def kept(jitted, name: str, config: tuple, n_static: int = 0, names: list | None
 def _read(path: Path, key: str):
     """(exported, out tree, calls the native kernel, names) from ``path``, or None for anything amiss."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))  # no FIFO waits
     except OSError:
         return None
     try:
