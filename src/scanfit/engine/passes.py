@@ -31,7 +31,7 @@ from ..models.core import forward
 from . import distributed
 from .second_order import _glm_gradient, _glm_information, gram
 
-__all__ = ["Feeder", "Moments", "run_pass", "mesh_of"]
+__all__ = ["Feeder", "Moments", "run_pass", "mesh_of", "GLM_KINDS"]
 
 
 @dataclass
@@ -273,7 +273,7 @@ def _program(model, lik, kind: str, family, standardized: bool, dtype: str):
     """The per-chunk program: ``(acc, params, center, scale, x, y, w, offset, rows) -> acc + sums``."""
     extra_names = lik.extra_params
 
-    if family in SCALAR_FAMILIES and kind in ("rough", "newton", "score", "final") and model.name == "linear":
+    if family in SCALAR_FAMILIES and kind in GLM_KINDS and model.name == "linear":
         return _linear_glm(model, lik, kind, standardized, dtype)
 
     def body(params, center, scale, x, y, w, off, rows):
@@ -323,6 +323,7 @@ def _program(model, lik, kind: str, family, standardized: bool, dtype: str):
 
 
 SCALAR_FAMILIES = ("gaussian", "bernoulli", "poisson")
+GLM_KINDS = ("rough", "newton", "score", "final")  # the passes that use the GLM family's structure
 
 
 @functools.lru_cache(maxsize=32)

@@ -40,7 +40,7 @@ from . import distributed, optimizers
 from .assemble import column_order
 from .config import FitConfig, settle
 from .outcome import FitError, FitWarning, Outcome, Status
-from .passes import Feeder, mesh_of, run_pass
+from .passes import GLM_KINDS, Feeder, mesh_of, run_pass
 from .progress import CtrlC, progress_bar
 from .stream_newton import NewtonSteps
 from .second_order import _glm_apply
@@ -128,7 +128,7 @@ class _Fit(NewtonSteps):
     # ----------------------------------------------------------------- passes
     def evaluate(self, params, kind):
         self.passes += 1
-        family = self.family if kind in ("rough", "newton", "score", "final") else None
+        family = self.family if kind in GLM_KINDS else None
         return run_pass(self.feeder, self.model, self.lik, kind, family, params, self.center, self.scale,
                         self.config.dtype)
 
