@@ -70,10 +70,12 @@ def test_streamed_logit_equals_statsmodels_many_chunks(logit_dir):
 @pytest.mark.parametrize("cache", ["auto", 0])
 def test_streamed_newton_from_a_sample_equals_statsmodels(logit_dir, monkeypatch, cache):
     """Large data: Newton's float32 steps run on a sample first (every k-th kept chunk, or every k-th
-    row group read from the files), then float64 passes over all the rows; the answer is unchanged."""
-    from scanfit.engine import stream_newton
+    row group read from the files), then float64 passes over all the rows; the answer is unchanged.
+    The passes sum each chunk in sub-blocks of 100 rows here (7 a chunk)."""
+    from scanfit.engine import passes, stream_newton
 
     monkeypatch.setattr(stream_newton, "SAMPLE_ROWS", 2000)  # 20,000 rows: a sample of every 10th chunk / group
+    monkeypatch.setattr(passes, "BLOCK_ROWS", 100)
     path, frame = logit_dir
     r = sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(path, target="y", batch_rows=700, cache=cache))
     assert r.status.code == "converged" and "on a sample of the rows" in r.status.message
@@ -87,6 +89,38 @@ def test_streamed_newton_from_a_sample_equals_statsmodels(logit_dir, monkeypatch
     mem = sf.fit(sf.Linear(), sf.Bernoulli(), frame.drop(columns="y").astype(np.float64), frame["y"])
     np.testing.assert_allclose(coefs(r), coefs(mem), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(r.summary()["std_err"], mem.summary()["std_err"], rtol=1e-10)
+
+
+@pytest.mark.parametrize("family", ["bernoulli", "gaussian", "poisson"])
+def test_sub_blocks_give_the_whole_chunks_sums(family):
+    """A GLM pass sums a chunk in sub-blocks (``lax.scan``, for the CPU's caches): every kind's sums
+    (objective, gradient, X'WX, the scores' products) equal the whole chunk's, weights, offsets and the
+    padded rows of a last chunk included."""
+    import jax
+
+    from scanfit.data.precision import dtype_scope
+    from scanfit.engine import passes
+
+    rng = np.random.default_rng(5)
+    n, rows, d = 1200, 1130, 4  # the chunk's last 70 rows are padding (weight 0)
+    x = (rng.normal(size=(n, d)) * [1, 10, 0.1, 3] + 2).astype(np.float32)
+    lik = {"bernoulli": sf.Bernoulli(), "gaussian": sf.Gaussian(), "poisson": sf.Poisson()}[family]
+    y = {"bernoulli": rng.choice([-1, 1], n), "gaussian": rng.normal(size=n), "poisson": rng.poisson(2.0, n)}[family]
+    w, off = rng.uniform(0.5, 2, n), rng.normal(scale=0.1, size=n)
+    chunk = (x, y.astype(np.int8 if family == "bernoulli" else np.float64), w, off, np.int32(rows))
+    params = {"beta0": np.float64(0.2), "beta1": rng.normal(scale=0.1, size=d)}
+    center, scale = x.mean(0).astype(np.float64), x.std(0).astype(np.float64)
+    assert passes._block_rows(n, 300) == 300 and passes._block_rows(n, 0) == n
+    for kind in passes.GLM_KINDS:
+        with dtype_scope("float64"):
+            sums = [jax.device_get(passes._program(sf.Linear(), lik, kind, family, True, "float64", block)[0](
+                params, center, scale, *chunk)) for block in (0, 300)]
+        assert sums[0].keys() == sums[1].keys() and ("h" in sums[0]) == (kind != "score")
+        tol = 1e-5 if kind == "rough" else 1e-6 if kind == "newton" else 1e-12  # float32 sums add in another order
+        for key in sums[0]:
+            np.testing.assert_allclose(sums[1][key], sums[0][key], rtol=tol, atol=tol * np.abs(sums[0][key]).max(),
+                                       err_msg=f"{kind} {key}")
+    assert np.isclose(sums[0]["weight"], w[:rows].sum())
 
 
 def test_chunks_follow_the_row_groups(tmp_path):
