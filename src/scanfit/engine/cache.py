@@ -13,7 +13,8 @@ is imported, in ``$SCANFIT_CACHE/jax-cache/<cpu>/`` (default ``~/.cache/scanfit`
 
 What scanfit sets (process-wide: JAX has one cache per process): the directory; a minimum compile
 time of 0 (JAX's default, 1 s, would keep none of scanfit's programs: they are small but many) and
-a bound of 1 GiB (JAX evicts the least recently used entries), each unless the user set it. The
+a bound of 1 GiB (JAX evicts the least recently used entries; ``cache_bound`` keeps the entries'
+total in a ledger, so that a write does not list the whole cache), each unless the user set it. The
 directory is created private (0700) and refused unless it is this user's and closed to others, as
 the native kernel's (``likelihoods.native.private_dir``): a compiled program is code this process
 runs. The last part of the default path hashes the CPU's features, so a home directory shared by
@@ -37,6 +38,7 @@ from pathlib import Path
 import jax
 
 from ..likelihoods.native import cache_base, cpu_signature, private_dir
+from . import cache_bound
 
 __all__ = ["ENV", "clear", "compilation_cache", "configure", "default_dir", "describe", "programs_dir", "status"]
 
@@ -98,6 +100,8 @@ def _use(path: Path | None, env: str) -> Path | None:
             jax.config.update(name, value)
     jax_cache.reset_cache()  # JAX opens its cache once, at the first compile; a moved one must be opened again
     _STATE["dir"] = None if path is None else str(path)
+    if path is not None:
+        cache_bound.install(path)  # the size bound kept by a ledger, not by listing the cache at each write
     return path
 
 
@@ -207,6 +211,8 @@ def clear() -> list[str]:
             freed = sum(p.stat().st_size for p in files)
             for p in files:
                 p.unlink(missing_ok=True)
+            if patterns is ENTRY_FILES:
+                (folder / cache_bound.LEDGER).unlink(missing_ok=True)  # the entries' total, now 0
         lines.append(f"Deleted {len(files)} files of {what} ({_size(freed)}) in {folder}")
     return lines
 
