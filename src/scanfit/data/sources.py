@@ -213,6 +213,8 @@ class Parquet:
         cols = self._columns()
         b = int(self.batch_rows)
         pieces, have = [], 0
+        # held here: a pass left open until the interpreter exits is closed with the modules emptied
+        release, errors = _release, (OSError, ValueError, pa.ArrowInvalid)
         try:
             # file by file, row group by row group: pyarrow's dataset scanner reads ahead until 64 MB are
             # queued; the prefetch thread already overlaps reading, so memory stays a few chunks
@@ -228,13 +230,13 @@ class Parquet:
                     pieces, have = ([rest.combine_chunks().to_batches()[0]] if rest.num_rows else []), rest.num_rows
             if have:
                 yield self._chunk(pa.Table.from_batches(pieces))
-        except (OSError, ValueError, pa.ArrowInvalid) as err:
+        except errors as err:
             if "missing values" in str(err) or "must be positive" in str(err):
                 raise
             raise ValueError(f"sf.Parquet could not read {self.path!r}: {err}") from None
         finally:
             pieces = []
-            _release()
+            release()
 
     def _chunk(self, table) -> Chunk:
         """One chunk from a pyarrow table of its rows: ``x`` row-major in ``x_dtype`` (one C++ copy
@@ -278,9 +280,12 @@ def _release():
     """pyarrow's allocator hands the memory it keeps for reuse back to the system, at the end of a
     pass (within a pass it reuses it: released after every file, the decoding buffers were faulted
     and zeroed again, about a tenth of a first pass's time)."""
-    import pyarrow as pa
+    try:
+        import pyarrow as pa
 
-    pa.default_memory_pool().release_unused()
+        pa.default_memory_pool().release_unused()
+    except Exception:  # noqa: BLE001 - a pass closed while the interpreter exits: nothing to hand back
+        pass
 
 
 def _batches(pq, path, cols, rows, groups, every: int = 1):
