@@ -10,18 +10,18 @@ GradientTransformation...
 
 from __future__ import annotations
 
+import sys
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
-__all__ = ["NAMES", "SECOND_ORDER", "resolve", "default_learning_rate", "label"]
+__all__ = ["NAMES", "SECOND_ORDER", "resolve", "default_learning_rate", "label", "is_transformation"]
 
 # First-order optax optimizers that take a learning rate as their first argument.
 _OPTAX = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adabelief", "adamax", "amsgrad",
           "nadam", "radam", "lion", "lamb", "lars", "novograd", "yogi", "sm3", "fromage", "noisy_sgd")
-NAMES = ("gd",) + tuple(n for n in _OPTAX if hasattr(optax, n))
+NAMES = ("gd",) + _OPTAX  # all in optax >= 0.2.4 (pyproject.toml); optax is imported when a fit uses one
 SECOND_ORDER = ("newton", "lbfgs", "proximal")  # full-batch methods that converge (and stop on tol)
 
 
@@ -34,13 +34,20 @@ def label(optimizer: Any) -> str:
     return optimizer if isinstance(optimizer, str) else type(optimizer).__name__
 
 
+def is_transformation(optimizer: Any) -> bool:
+    """Whether ``optimizer`` is an ``optax.GradientTransformation`` (whoever made one imported optax;
+    a Newton fit never imports it: about 0.1 s of a new process)."""
+    optax = sys.modules.get("optax")
+    return optax is not None and isinstance(optimizer, optax.GradientTransformation)
+
+
 def resolve(optimizer: Any, learning_rate: float | None) -> optax.GradientTransformation:
     """Return the optax transformation for a name or pass a transformation through.
 
     With ``learning_rate=None`` a named optimizer is built with ``optax.inject_hyperparams`` so
     that its learning rate lives in the optimizer state: one compiled loop serves every rate.
     """
-    if isinstance(optimizer, optax.GradientTransformation):
+    if is_transformation(optimizer):
         return optimizer
     if not isinstance(optimizer, str):
         raise TypeError(f"The 'optimizer' parameter must be a name or an optax.GradientTransformation. "
@@ -50,6 +57,8 @@ def resolve(optimizer: Any, learning_rate: float | None) -> optax.GradientTransf
                          f"optax.GradientTransformation. Got {optimizer!r} instead.")
     if optimizer == "gd":
         return gradient_step(1.0 if learning_rate is None else learning_rate)
+    import optax
+
     factory = getattr(optax, optimizer)
     if learning_rate is None:
         return optax.inject_hyperparams(factory)(learning_rate=1.0)
@@ -76,6 +85,8 @@ def gradient_step(learning_rate: float) -> optax.GradientTransformation:
         rate = state.hyperparams["learning_rate"]
         return jax.tree.map(lambda g: -rate * g, updates), state
 
+    import optax
+
     return optax.GradientTransformation(init, update)
 
 
@@ -94,7 +105,7 @@ class FirstOrder:
 
     def __init__(self, optimizer: Any):
         self.tx = resolve(optimizer, None)
-        self.injected = not isinstance(optimizer, optax.GradientTransformation)
+        self.injected = not is_transformation(optimizer)
 
     def init(self, params, learning_rate=None):
         """The optimizer state; a named optimizer's ``learning_rate`` (a traced value) goes into it."""
@@ -106,7 +117,9 @@ class FirstOrder:
     def step(self, objective, params, state, x, y):
         (value, aux), grads = jax.value_and_grad(objective, has_aux=True)(params, x, y)
         updates, state = self.tx.update(jax.tree.map(jnp.negative, grads), state, params)
-        return value, aux, optax.apply_updates(params, updates), state, jnp.zeros((), jnp.int32)
+        from .second_order import apply_updates
+
+        return value, aux, apply_updates(params, updates), state, jnp.zeros((), jnp.int32)
 
 
 def stepper(optimizer: Any, tol: float, model=None, likelihood=None, penalty=None, weights_of=None,

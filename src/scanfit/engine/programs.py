@@ -154,15 +154,16 @@ def _untree(node) -> PyTreeDef:
 @functools.lru_cache(maxsize=1)
 def _environment() -> str:
     """What a program depends on beyond its arguments: versions, backend, scanfit's own source."""
+    from importlib.metadata import version
+
     import jaxlib
-    import optax
 
     root = Path(__file__).resolve().parents[1]
     source = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".cc") and p.is_file()):
         source.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
     device = jax.devices()[0]
-    return json.dumps({"jax": jax.__version__, "jaxlib": jaxlib.__version__, "optax": optax.__version__,
+    return json.dumps({"jax": jax.__version__, "jaxlib": jaxlib.__version__, "optax": version("optax"),
                        "python": sys.version_info[:2], "platform": device.platform, "device": device.device_kind,
                        "source": source.hexdigest()})
 

@@ -40,7 +40,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from jax import lax
 from jax.flatten_util import ravel_pytree
 from jax.scipy.linalg import cho_solve
@@ -224,6 +223,14 @@ class Newton:
         return value, aux, new, state, code
 
 
+def apply_updates(params, updates):
+    """``optax.apply_updates``: ``params + updates`` leaf by leaf, in each parameter's dtype (optax is
+    imported only by fits that use it: a Newton fit's process never pays its ~0.1 s import)."""
+    import optax
+
+    return optax.apply_updates(params, updates)
+
+
 class LBFGSState(NamedTuple):
     inner: Any
     last: Any  # the objective at the previous step's params (-inf before the first step)
@@ -234,6 +241,8 @@ class LBFGS:
 
     def __init__(self, tol: float, memory_size: int = 10):
         self.tol = tol
+        import optax
+
         self.tx = optax.lbfgs(memory_size=memory_size)
 
     def init(self, params, learning_rate=None):  # second-order steps take no learning rate
@@ -249,7 +258,7 @@ class LBFGS:
         def update(_):
             updates, inner = self.tx.update(neg, state.inner, params, value=-value, grad=neg,
                                             value_fn=lambda p: -objective(p, x, y)[0])
-            return optax.apply_updates(params, updates), LBFGSState(inner, value)
+            return apply_updates(params, updates), LBFGSState(inner, value)
 
         new, new_state = lax.cond(converged | stalled, lambda _: (params, state), update, None)
         return value, aux, new, new_state, jnp.where(converged, 1, jnp.where(stalled, 2, 0)).astype(jnp.int32)

@@ -27,7 +27,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pandas as pd
 
 from ..data.design import Design
@@ -43,7 +42,7 @@ from .outcome import FitError, FitWarning, Outcome, Status
 from .passes import GLM_KINDS, Feeder, mesh_of, run_pass
 from .progress import CtrlC, progress_bar
 from .stream_newton import NewtonSteps
-from .second_order import _glm_apply
+from .second_order import _glm_apply, apply_updates
 
 __all__ = ["fit", "STREAMED"]
 
@@ -278,7 +277,7 @@ class _Fit(NewtonSteps):
                 return params, sums, Status.diverged(step, cfg.learning_rate, cfg.optimizer)
             neg = jax.tree.map(lambda g: -jnp.asarray(g, cfg.dtype) / W, sums["grad"])
             updates, state = update(neg, state, params)
-            params = optax.apply_updates(params, updates)
+            params = apply_updates(params, updates)
         sums = self.evaluate(params, "value")
         return params, sums, Status("completed", cfg.steps, f"Ran all {cfg.steps} steps of "
                                     f"{optimizers.label(cfg.optimizer)} (one pass over the data per step).")
