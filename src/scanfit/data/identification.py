@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["NotIdentifiedError", "collinear", "separation", "singular"]
+__all__ = ["NotIdentifiedError", "collinear", "separation", "singular", "single_column", "class_ranges",
+           "missing_classes", "EXTREME_LOGIT"]
 
 RCOND = 1e-10  # singular values below RCOND * largest count as zero (columns scaled to unit length)
+EXTREME_LOGIT = 30.0  # a fitted logit beyond this (a probability within 1e-13 of 0 or 1) suggests separation
 
 
 class NotIdentifiedError(ValueError):
@@ -77,20 +79,10 @@ def separation(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], n_classes: 
     n, d = x.shape
     present = np.unique(y)
     if len(present) < n_classes:
-        missing = sorted(set(range(n_classes)) - set(present.tolist()))
-        return (f"The maximum-likelihood estimate does not exist: classes {missing} never occur in y, so their "
-                f"logits go to minus infinity; drop those classes (encode the observed ones as 0..K-1).")
-    for j, name in enumerate(names):  # a single column that separates a class is the clearest message
-        col = x[:, j]
-        for k in range(n_classes if n_classes > 2 else 1):
-            inside, outside = col[y == k], col[y != k]
-            if inside.max() <= outside.min() or inside.min() >= outside.max():
-                rest = "y=1" if n_classes == 2 else "the other classes"
-                return (f"The maximum-likelihood estimate does not exist: the column {name!r} separates y={k} from "
-                        f"{rest} perfectly (y={k} has {name} in [{_fmt(inside.min())}, {_fmt(inside.max())}], "
-                        f"{rest} in [{_fmt(outside.min())}, {_fmt(outside.max())}]); its coefficient would be "
-                        f"infinite. Drop {name!r}, or fit with a ridge penalty, penalty=sf.ElasticNet(alpha=..., "
-                        f"l1_ratio=0) (its estimates are biased towards zero and have no classical standard errors).")
+        return missing_classes(sorted(set(range(n_classes)) - set(present.tolist())))
+    single = single_column(class_ranges(x, y, n_classes), names, n_classes)
+    if single is not None:  # a single column that separates a class is the clearest message
+        return single
     design = np.column_stack([np.ones(n), x])
     k1 = n_classes - 1
     rows = []  # margin of the observed class over each other class: eta_y - eta_k >= 0, eta_0 = 0
@@ -127,6 +119,36 @@ def separation(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], n_classes: 
             f"Drop or merge the separating columns, collect more data, or fit with a ridge penalty, "
             f"penalty=sf.ElasticNet(alpha=..., l1_ratio=0) (its estimates are biased towards zero and have no "
             f"classical standard errors).")
+
+
+def missing_classes(missing) -> str:
+    return (f"The maximum-likelihood estimate does not exist: classes {list(missing)} never occur in y, so their "
+            f"logits go to minus infinity; drop those classes (encode the observed ones as 0..K-1).")
+
+
+def class_ranges(x: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per class k checked (class 0 alone for two classes) and column: the smallest and largest value
+    of the rows of class k and of the other rows, shape ``(classes checked, 4, columns)``."""
+    out = []
+    for k in range(n_classes if n_classes > 2 else 1):
+        inside, outside = x[y == k], x[y != k]
+        out.append([inside.min(0), inside.max(0), outside.min(0), outside.max(0)])
+    return np.asarray(out, float)
+
+
+def single_column(ranges: np.ndarray, names, n_classes: int) -> str | None:
+    """The message for a column that separates a class from the others perfectly, from
+    :func:`class_ranges` (which a streamed fit sums over its chunks), or None."""
+    for j, name in enumerate(names):
+        for k, (lo_in, hi_in, lo_out, hi_out) in enumerate(ranges[:, :, j]):
+            if hi_in <= lo_out or lo_in >= hi_out:
+                rest = "y=1" if n_classes == 2 else "the other classes"
+                return (f"The maximum-likelihood estimate does not exist: the column {name!r} separates y={k} from "
+                        f"{rest} perfectly (y={k} has {name} in [{_fmt(lo_in)}, {_fmt(hi_in)}], {rest} in "
+                        f"[{_fmt(lo_out)}, {_fmt(hi_out)}]); its coefficient would be infinite. Drop {name!r}, or "
+                        f"fit with a ridge penalty, penalty=sf.ElasticNet(alpha=..., l1_ratio=0) (its estimates are "
+                        f"biased towards zero and have no classical standard errors).")
+    return None
 
 
 def singular(info: np.ndarray, names: list[str]) -> str | None:

@@ -12,7 +12,6 @@ the files' schemas and row counts (their footers).
 
 from __future__ import annotations
 
-import glob as globbing
 import itertools
 import os
 import queue
@@ -23,10 +22,11 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
+from . import parquet_schema
+
 __all__ = ["Parquet", "Arrays", "Chunk", "is_source"]
 
 DEFAULT_BATCH_ROWS = 131_072
-_SMALL_FLOATS = ("float", "halffloat", "int8", "int16", "uint8", "uint16", "bool")  # exact in float32
 
 
 class Chunk(NamedTuple):
@@ -50,28 +50,6 @@ def _pyarrow():
     except ImportError as err:  # pragma: no cover - pyarrow is a dependency
         raise ImportError("sf.Parquet needs pyarrow: pip install pyarrow") from err
     return ds, pq
-
-
-def _files(path) -> tuple[str, ...]:
-    """The Parquet files of ``path``: a file, a directory (every ``*.parquet`` below it) or a glob."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"The 'path' parameter of sf.Parquet must be a file, a directory or a glob pattern "
-                        f"(a string or pathlib.Path). Got {type(path).__name__}.")
-    text = os.fspath(path)
-    p = Path(text)
-    if p.is_dir():
-        found = sorted(str(f) for f in p.rglob("*.parquet") if f.is_file())
-        what = f"the directory {text!r} holds no *.parquet files"
-    elif p.is_file():
-        found = [text]
-        what = ""
-    else:
-        found = sorted(f for f in globbing.glob(text, recursive=True) if Path(f).is_file())
-        what = f"{text!r} is not a file or directory, and as a glob pattern it matches no files"
-    if not found:
-        raise FileNotFoundError(f"The 'path' parameter of sf.Parquet: {what}. Give a .parquet file, a directory "
-                                f"of them, or a glob such as 'data/*.parquet'.")
-    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -100,6 +78,7 @@ class Parquet:
     files: tuple[str, ...] = field(default=(), compare=False, repr=False)
     n_rows: int = field(default=0, compare=False, repr=False)
     x_dtype: str = field(default="float64", compare=False, repr=False)
+    schema: object = field(default=None, compare=False, repr=False)  # the columns as read (parquet_schema.unified)
 
     def __post_init__(self):
         if isinstance(self.batch_rows, bool) or not isinstance(self.batch_rows, (int, np.integer)) or self.batch_rows < 1:
@@ -109,48 +88,57 @@ class Parquet:
                                          and self.cache >= 0)):
             raise ValueError(f"The 'cache' parameter of sf.Parquet must be 'auto' or a number of bytes >= 0. "
                              f"Got {self.cache!r}.")
-        files = self.files or _files(self.path)
+        files = self.files or parquet_schema.files_of(self.path)
         object.__setattr__(self, "path", os.fspath(self.path))
         object.__setattr__(self, "files", files)
-        ds, pq = _pyarrow()
-        try:
-            schema = pq.read_schema(files[0])
-            n_rows = self.n_rows or sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-        except Exception as err:
-            raise ValueError(f"sf.Parquet could not read the Parquet footer of {files[0]!r}: {err}") from None
+        _, pq = _pyarrow()
+        schemas, n_rows = parquet_schema.footers(pq, files)
+        schema = schemas[0]
         columns = list(schema.names)
         for name, value in (("target", self.target), ("weights", self.weights), ("offset", self.offset),
                             ("exposure", self.exposure)):
+            if name == "target" and not isinstance(value, str):
+                raise ValueError(f"The 'target' parameter of sf.Parquet must name the column of y (a string). "
+                                 f"Got {value!r}; the columns are {columns}.")
             if value is not None and value not in columns:
                 raise ValueError(f"The '{name}' parameter of sf.Parquet names the column {value!r}, which "
                                  f"{files[0]!r} lacks; it has {columns}.")
         if self.offset is not None and self.exposure is not None:
             raise ValueError("Give sf.Parquet an 'offset' column or an 'exposure' column, not both.")
-        used = {self.target, self.weights, self.offset, self.exposure} - {None}
+        others = tuple(dict.fromkeys(c for c in (self.target, self.weights, self.offset, self.exposure) if c))
         types = {n: schema.field(n).type for n in columns}
-        for name in used:
-            if not _numeric(types[name]):
+        for name in others:
+            if not parquet_schema.numeric(types[name]):
                 raise ValueError(f"The column {name!r} of {files[0]!r} holds {types[name]}, not numbers; sf.Parquet "
                                  f"reads the target, weights and offsets as numbers (encode classes as 0..K-1).")
         if self.features is None:
-            features = tuple(n for n in columns if n not in used and _numeric(types[n]))
+            features = tuple(n for n in columns if n not in others and parquet_schema.numeric(types[n]))
         else:
             features = (self.features,) if isinstance(self.features, str) else tuple(self.features)
             missing = [f for f in features if f not in types]
             if missing:
                 raise ValueError(f"The 'features' parameter of sf.Parquet names {missing}, which {files[0]!r} "
                                  f"lacks; it has {columns}.")
-            text = [f for f in features if not _numeric(types[f])]
+            twice = sorted({f for f in features if features.count(f) > 1})
+            if twice:
+                raise ValueError(f"The 'features' parameter of sf.Parquet names {twice} more than once; name each "
+                                 f"column once.")
+            roles = [f for f in features if f in others]
+            if roles:
+                raise ValueError(f"The 'features' parameter of sf.Parquet names {roles}, which is the target, weights "
+                                 f"or offset column; a column cannot be both (leave it out of features).")
+            text = [f for f in features if not parquet_schema.numeric(types[f])]
             if text:
                 raise ValueError(f"The 'features' parameter of sf.Parquet names non-numeric columns {text} "
                                  f"({[str(types[f]) for f in text]}); encode them as numbers first.")
         if not features:
             raise ValueError(f"sf.Parquet found no numeric feature columns in {files[0]!r} besides the target "
                              f"{self.target!r}; it has {columns}.")
-        small = all(str(types[f]) in _SMALL_FLOATS for f in features)
+        read_as, x_dtype = parquet_schema.unified(files, schemas, features, others)
         object.__setattr__(self, "features", features)
-        object.__setattr__(self, "n_rows", int(n_rows))
-        object.__setattr__(self, "x_dtype", "float32" if small else "float64")
+        object.__setattr__(self, "n_rows", int(self.n_rows or n_rows))
+        object.__setattr__(self, "x_dtype", x_dtype)
+        object.__setattr__(self, "schema", read_as)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -178,11 +166,11 @@ class Parquet:
             group = meta.row_group(0).num_rows if meta.num_row_groups else 0
         except Exception:  # the chunks as asked: a file the first pass cannot read says why there
             return self
-        b = int(self.batch_rows)
+        b = min(int(self.batch_rows), max(self.n_rows, 1))  # every chunk is padded to b rows: no more than needed
         if group <= 0:
-            return self
+            return self if b == self.batch_rows else replace(self, batch_rows=b)
         rows = -(-group // -(-group // b)) if group > b else group * (b // group)
-        return self if rows == b else replace(self, batch_rows=rows)
+        return self if rows == self.batch_rows else replace(self, batch_rows=rows)
 
     def shard(self, index: int, count: int) -> "Parquet":
         """This process's share: every ``count``-th file from ``index`` (multi-process fits)."""
@@ -195,9 +183,6 @@ class Parquet:
 
         return replace(self, files=self.files[index::count], n_rows=0)
 
-    def _columns(self) -> list[str]:
-        extra = [c for c in (self.weights, self.offset, self.exposure) if c is not None]
-        return list(self.features) + [self.target] + extra
 
     def chunks(self, prefetch: bool = True, every: int = 1) -> Iterator[Chunk]:
         """The rows in chunks of ``batch_rows`` (the last shorter), in file order; a prefetch thread
@@ -210,7 +195,6 @@ class Parquet:
         import pyarrow as pa
 
         _, pq = _pyarrow()
-        cols = self._columns()
         b = int(self.batch_rows)
         pieces, have = [], 0
         # held here: a pass left open until the interpreter exits is closed with the modules emptied
@@ -219,7 +203,7 @@ class Parquet:
             # file by file, row group by row group: pyarrow's dataset scanner reads ahead until 64 MB are
             # queued; the prefetch thread already overlaps reading, so memory stays a few chunks
             groups = itertools.count()
-            for batch in (batch for f in self.files for batch in _batches(pq, f, cols, b, groups, every)):
+            for batch in (batch for f in self.files for batch in _batches(pq, f, self.schema, b, groups, every)):
                 pieces.append(batch)
                 have += batch.num_rows
                 while have >= b:
@@ -288,23 +272,24 @@ def _release():
         pass
 
 
-def _batches(pq, path, cols, rows, groups, every: int = 1):
-    """The columns ``cols`` of one file in record batches of at most ``rows`` rows, row group by row
-    group; only the groups whose number (drawn from the counter ``groups``) is a multiple of ``every``."""
+def _batches(pq, path, schema, rows, groups, every: int = 1):
+    """The columns of ``schema`` of one file, in its types (a file of other types is cast), in record
+    batches of at most ``rows`` rows, row group by row group; only the groups whose number (drawn from
+    the counter ``groups``) is a multiple of ``every``."""
     f = pq.ParquetFile(path)
+    cols = schema.names
     missing = [c for c in cols if c not in f.schema_arrow.names]
     if missing:
         raise ValueError(f"the file {path!r} lacks the columns {missing} (it has {f.schema_arrow.names}); every file "
                          f"must hold the same columns")
-    # whole row groups, each decoded by pyarrow's threads (twice as fast as iter_batches' slices)
-    return (batch for i in range(f.num_row_groups) if next(groups) % every == 0
-            for batch in f.read_row_group(i, columns=cols, use_threads=True).to_batches(max_chunksize=rows))
 
+    def group(i):  # a whole row group, decoded by pyarrow's threads (twice as fast as iter_batches' slices)
+        table = f.read_row_group(i, columns=cols, use_threads=True).select(cols)
+        if table.schema.types != schema.types:  # e.g. float64 features where other files hold float32
+            table = table.cast(schema, safe=False)
+        return table.to_batches(max_chunksize=rows)
 
-def _numeric(t) -> bool:
-    import pyarrow.types as pt
-
-    return pt.is_integer(t) or pt.is_floating(t) or pt.is_boolean(t)
+    return (batch for i in range(f.num_row_groups) if next(groups) % every == 0 for batch in group(i))
 
 
 _END = object()

@@ -26,7 +26,7 @@ from .outcome import FitError, FitWarning, Outcome, Status, choose_start
 __all__ = ["Run", "assemble", "column_order"]
 
 # classifiers whose fitted probabilities come this close to 0 or 1 get the separation check
-EXTREME_LOGIT = 30.0
+EXTREME_LOGIT = identification.EXTREME_LOGIT
 
 
 @dataclass

@@ -26,6 +26,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 from scipy import special
 
+from ..data.identification import EXTREME_LOGIT
 from ..likelihoods import streamed as lstats
 from ..models.core import forward
 from . import distributed
@@ -149,6 +150,12 @@ class Feeder:
         ystats, rows, lgam, top = (0.0, 0.0, 0.0), 0, 0.0, -1
         classes = {}
         for chunk in src.chunks():
+            y = np.asarray(chunk.y)
+            if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+                bad = ~np.isfinite(y)
+                raise ValueError(f"The target column {src.target!r} of the Parquet data has NaN or infinite values "
+                                 f"({int(bad.sum())} in rows {rows}..{rows + len(y) - 1}, the first at row "
+                                 f"{rows + int(np.argmax(bad))}); drop or fill them before the fit.")
             lik_c, yenc = self._encode(chunk, lik)
             device = self._device(chunk, yenc)
             wc, mc, m2c, finite, ym, ym2 = jax.device_get(_moments(*device))
@@ -306,6 +313,8 @@ def _program(model, lik, kind: str, family, standardized: bool, dtype: str, bloc
                 out["h"] = _glm_information(lik, family, index, yy, xl, wt) * n
                 if kind == "final":
                     out["meat"] = _glm_meat(lik, family, index, yy, xl, wt)
+                    if family == "categorical":  # rows whose fitted logits suggest separation
+                        out["extreme"] = jnp.sum(jnp.where(jnp.ptp(index, axis=0) > EXTREME_LOGIT, wt, 0.0))
             else:
                 theta, unravel = ravel_pytree(params)
                 total = lambda th: per_row(unravel(th))[0] @ wt  # noqa: E731
@@ -378,6 +387,8 @@ def _linear_glm(model, lik, kind: str, standardized: bool, dtype: str, block: in
         g = jnp.sum(xs * rw[:, None], axis=0)
         out = {"weight": jnp.sum(wt), "terms": lstats.terms(lik, index, yy) @ wt,
                "g": jnp.concatenate([jnp.sum(rw)[None], g]) if intercept else g}
+        if kind == "final" and lik.name == "bernoulli":  # rows whose fitted logit suggests separation
+            out["extreme"] = jnp.sum(jnp.where(jnp.abs(index) > EXTREME_LOGIT, wt, 0.0))
         for key in keys:
             v = jnp.broadcast_to(W, index.shape) * wt if key == "h" else r * r * wt  # v >= 0
             z = (xs * jnp.sqrt(v)[:, None]).astype(low)

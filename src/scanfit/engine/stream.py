@@ -35,7 +35,7 @@ from ..data.sources import is_source
 from ..likelihoods import streamed as lstats
 from ..likelihoods.base import Likelihood
 from ..likelihoods.glm import glm_family, has_mle
-from . import distributed, optimizers
+from . import distributed, optimizers, stream_checks
 from .assemble import column_order
 from .config import FitConfig, settle
 from .outcome import FitError, FitWarning, Outcome, Status
@@ -209,6 +209,8 @@ class _Fit(NewtonSteps):
                             "run so far.")
         if self.mle and "meat" not in sums:  # the pieces of the standard errors, at the returned parameters
             sums = self.evaluate(params, "final")
+        if not interrupted:
+            status = stream_checks.separation(self, sums, status)  # does the maximum exist?
         return self.outcome(params, sums, rows, status, time.perf_counter() - t0)
 
     def record(self, rows, step, params, sums, bar):
@@ -306,7 +308,7 @@ class _Fit(NewtonSteps):
                           feature_names=self.design.names, final=final, seconds=seconds, start_histories=[history],
                           start_params=[user], start_statuses=[status], start_finals=[final], train=None,
                           valid=None, design=self.design, inference=inference)
-        if status.code in ("diverged", "stalled"):
+        if status.code in ("diverged", "separation", "stalled"):
             if self.throw:
                 raise FitError(status.message)
             warnings.warn(status.message, FitWarning, stacklevel=4)

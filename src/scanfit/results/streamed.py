@@ -39,6 +39,11 @@ def streamed_estimates(result, reference, allow) -> Estimates:
     ll, sigma = float(pieces["value"]), None
     if family == "gaussian":  # the loop's objective is -SSR: OLS's information and scores at sigma^2
         ssr = -ll
+        if not (ssr > 0 and total > len(theta)):
+            raise ValueError(f"This streamed Gaussian fit has {total:g} observations (by weight) for {len(theta)} "
+                             f"coefficients and a residual sum of squares of {ssr:.3g}: the residual variance, and so "
+                             f"the standard errors, do not exist. Fit more rows than coefficients (y not an exact "
+                             f"linear function of the features).")
         s2 = ssr / max(total - len(theta), 1)
         info, meat, g = info / (2 * s2), meat / (4 * s2 * s2), g / (2 * s2)
         ll = -0.5 * total * (math.log(2 * math.pi * ssr / total) + 1)
@@ -46,12 +51,14 @@ def streamed_estimates(result, reference, allow) -> Estimates:
     try:
         gap = 0.5 * float(g @ np.linalg.solve(info, g)) / total / max(1.0, abs(ll) / total)
     except np.linalg.LinAlgError:
-        gap = float("inf")
+        gap = float("nan")  # a singular information: the identification check below names the columns
     note = ""
-    if not abs(gap) <= NEAR_MAXIMUM:
+    if result.status.code != "separation" and np.isfinite(gap) and abs(gap) > NEAR_MAXIMUM:  # (not finite: singular)
+        again = ("fit again with more steps" if result.config.optimizer == "newton"
+                 else "fit with optimizer='newton' for the maximum")
         note = (f"result.params is not the maximum-likelihood estimate: the Newton decrement predicts a gain of "
                 f"{gap:.1e} (relative) ({result.status.code} after {result.status.steps} steps); these standard "
-                f"errors are approximate. Fit with optimizer='newton' for the maximum.")
+                f"errors are approximate; {again}.")
         warnings.warn(note, FitWarning, stacklevel=6)
     if lik.extra_params:  # report alpha = exp(log_alpha): the last coordinate, by the delta method
         alpha = math.exp(theta[-1])
@@ -63,7 +70,8 @@ def streamed_estimates(result, reference, allow) -> Estimates:
         g = g * jinv
         index = index[:-1].append(pd.Index(["alpha"]))
     labels = [" ".join(map(str, t)) if isinstance(t, tuple) else t for t in index]
-    problem = refuse(identification.singular(info, labels), allow)
+    separated = result.status.message if result.status.code == "separation" else None
+    problem = refuse(separated or identification.singular(info, labels), allow)
     k_null = (lik.n_classes - 1) if family == "categorical" else 1 + len(lik.extra_params)
     return Estimates(index, theta, info, None, total, ll, sigma, lik.name, note, problem,
                      float(np.max(np.abs(g))) / total if len(g) else float("nan"), None, None, k_null, meat)
