@@ -95,6 +95,8 @@ def test_batch_rows_beyond_the_data_pad_no_more_than_the_rows(tmp_path):
     assert src.aligned().batch_rows == 2000  # one chunk of the data's rows, not 10**12 padded ones
     r = sf.fit(sf.Linear(), sf.Bernoulli(), src)
     np.testing.assert_allclose(coefs(r), statsmodels_logit(frame).params, rtol=1e-9)
+    with pytest.raises(TypeError, match="take the rows themselves .* not a Parquet source"):
+        r.predict(src)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])

@@ -73,6 +73,12 @@ class FitResult(Outcome):
         return pd.concat([h.assign(restart=i) for i, h in enumerate(self.start_histories)], ignore_index=True)
 
     def _features(self, x) -> np.ndarray:
+        from ..data.sources import is_source
+
+        if is_source(x):
+            raise TypeError(f"predict, index and intervals take the rows themselves (an array or a DataFrame with the "
+                            f"columns {list(self.feature_names)}), not a {type(x).__name__} source; read the rows to "
+                            f"predict, e.g. pandas.read_parquet(path, columns=...), in pieces for a large file.")
         formula = getattr(self.design, "formula", None)
         if formula is not None and hasattr(x, "columns"):
             x = formula.features(x)  # the fit's transformations and category levels, re-applied
