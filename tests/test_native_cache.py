@@ -138,11 +138,11 @@ def test_a_cache_of_another_user_is_refused(cache):
     assert cache["opened"] == [] and cache["compiled"] == []
 
 
-def test_an_own_cache_open_to_reading_is_made_private(cache, genuine):
-    cache["lib"].parent.mkdir(mode=0o755)
-    cache["lib"].parent.chmod(0o755)
+def test_an_own_cache_open_to_reading_is_used_and_left_as_it_is(cache, genuine):
+    cache["lib"].parent.mkdir(mode=0o750)
+    cache["lib"].parent.chmod(0o2750)  # a group's shared directory: read by the group, written by its owner
     _loaded_genuine(cache, genuine, built=True)
-    assert cache["lib"].parent.stat().st_mode & 0o777 == 0o700
+    assert cache["lib"].parent.stat().st_mode & 0o7777 == 0o2750
 
 
 def test_a_refused_cache_leaves_the_jax_kernels_with_a_reason(cache, monkeypatch):

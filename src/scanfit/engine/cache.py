@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -85,6 +86,9 @@ def _use(path: Path | None, env: str) -> Path | None:
 
     if path is not None:
         path = private_dir(path, env)
+        if not os.access(path, os.R_OK | os.W_OK | os.X_OK):  # JAX's lock and new entries need to write there
+            raise OSError(f"the cache directory {str(path)!r} is not writable by you; make it writable or set {env} "
+                          f"to another directory")
     jax.config.update("jax_compilation_cache_dir", None if path is None else str(path))
     restore = _STATE["restore"]  # the settings scanfit changed, as they were before
     for name, value in _OURS.items():
@@ -128,7 +132,7 @@ def configure() -> None:
         where = _use(Path(setting).expanduser() if explicit else default_dir(), ENV if explicit else "SCANFIT_CACHE")
     except (OSError, RuntimeError, ValueError) as err:  # no cache only costs compile time
         _STATE["status"] = f"off: {err}"
-        if explicit:
+        if explicit or os.environ.get("SCANFIT_CACHE"):  # a place the user chose: say why it is not used
             warnings.warn(f"scanfit's compilation cache is off: {err}", RuntimeWarning, stacklevel=2)
         return
     _STATE["status"] = f"on: {where}"
@@ -164,6 +168,9 @@ def compilation_cache(path=_ASK) -> Path | None:
         return compilation_cache()
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"The 'path' parameter must be a directory (str or Path) or None. Got {path!r}.")
+    if not os.fspath(path).strip():
+        raise ValueError("The 'path' parameter must name a directory; got an empty path (give None to turn the "
+                         "cache off).")
     if not jax.config.jax_enable_compilation_cache:
         raise ValueError("JAX's persistent cache is turned off (jax_enable_compilation_cache=False); turn it on "
                          "first, or leave the cache off.")
@@ -172,8 +179,10 @@ def compilation_cache(path=_ASK) -> Path | None:
     return where
 
 
-def _files(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
-    return [p for pattern in patterns for p in folder.glob(pattern) if p.is_file() and not p.is_symlink()]
+def _files(folder: Path, patterns: tuple[str, ...], *, any_kind: bool = False) -> list[Path]:
+    """The regular files of ``folder`` that match ``patterns`` (``any_kind``: links, pipes, folders too)."""
+    return [p for pattern in patterns for p in folder.glob(pattern)
+            if any_kind or (p.is_file() and not p.is_symlink())]
 
 
 ENTRY_FILES = ("*-cache", "*-atime")  # JAX's names: <key>-cache (the program), <key>-atime (its last use)
@@ -207,10 +216,13 @@ def clear() -> list[str]:
     lines = []
     for what, folder, patterns in _places():
         with _locked(folder if patterns is ENTRY_FILES else None):
-            files = _files(folder, patterns)
-            freed = sum(p.stat().st_size for p in files)
+            files = _files(folder, patterns, any_kind=True)  # a broken entry (a link, a pipe, a folder) goes too
+            freed = sum(p.lstat().st_size for p in files if p.is_file() and not p.is_symlink())
             for p in files:
-                p.unlink(missing_ok=True)
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
             if patterns is ENTRY_FILES:
                 (folder / cache_bound.LEDGER).unlink(missing_ok=True)  # the entries' total, now 0
         lines.append(f"Deleted {len(files)} files of {what} ({_size(freed)}) in {folder}")

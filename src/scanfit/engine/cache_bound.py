@@ -12,21 +12,33 @@ deleted as JAX would (by their ``<key>-atime`` stamps), an entry without a stamp
 when it was written (JAX's own listing fails on such an entry, which a process with no size bound
 writes, and then no new entry can be written at all).
 
-The hook is installed on JAX's class once per process and acts only on the directories given to
+The ledger is listed again when it is more than a day old, so entries written by a process with no
+size bound (which the ledger does not count) are found within a day.
+
+Reads of an entry are checked first (``get``): a link, a pipe or a folder where an entry belongs is
+removed unread (JAX would block for ever on a pipe, holding its lock), and an entry that does not
+decompress (cut short, overwritten) is removed, so JAX compiles the program again and writes it
+whole, instead of warning and compiling in every later process.
+
+The hooks are installed on JAX's class once per process and act only on the directories given to
 :func:`install`; any other cache (the user's own) keeps JAX's behavior. Where JAX's class is not
-the one this was written for (no ``_evict_if_needed(additional_size=...)``), nothing is installed
-and JAX's listing stays.
+the one this was written for (no ``_evict_if_needed(additional_size=...)`` or ``get(key)``), nothing
+is installed and JAX's own behavior stays.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+import shutil
+import stat
+import time
 from pathlib import Path
 
 __all__ = ["LEDGER", "evict", "install", "installed"]
 
 LEDGER = ".scanfit-bytes"
+STALE_SECONDS = 86_400.0  # a ledger older than this is checked against a listing of the directory
 _DIRS: set[str] = set()
 _JAX: dict = {}  # "scan": JAX's own _evict_if_needed
 
@@ -38,24 +50,29 @@ def install(directory) -> bool:
     except ImportError:
         return False
     cls = getattr(lru_cache, "LRUCache", None)
-    current = getattr(cls, "_evict_if_needed", None)
-    if current is None:
+    current, read = getattr(cls, "_evict_if_needed", None), getattr(cls, "get", None)
+    if current is None or read is None:
         return False
     if "scan" not in _JAX:
         try:
-            params = inspect.signature(current).parameters
+            params, read_params = inspect.signature(current).parameters, inspect.signature(read).parameters
         except (TypeError, ValueError):
             return False
-        if "additional_size" not in params:
+        if "additional_size" not in params or list(read_params)[1:] != ["key"]:
             return False
-        _JAX["scan"] = current
+        _JAX["scan"], _JAX["get"] = current, read
 
         def _evict_if_needed(self, *, additional_size: int = 0) -> None:
             if _key(self.path) not in _DIRS or not getattr(self, "eviction_enabled", False):
                 return _JAX["scan"](self, additional_size=additional_size)
             return _by_ledger(self, additional_size)
 
-        cls._evict_if_needed = _evict_if_needed
+        def get(self, key):
+            if _key(self.path) not in _DIRS:
+                return _JAX["get"](self, key)
+            return _checked_get(self, key)
+
+        cls._evict_if_needed, cls.get = _evict_if_needed, get
     _DIRS.add(_key(directory))
     return True
 
@@ -73,10 +90,57 @@ def _by_ledger(cache, additional: int) -> None:
     """JAX's ``_evict_if_needed`` for a scanfit directory (called under JAX's lock, before a write)."""
     ledger = Path(cache.path) / LEDGER
     total = _read(ledger)
-    if total is not None and total + additional <= cache.max_size:
+    if total is not None and total + additional <= cache.max_size and _fresh(ledger):
         _write(ledger, total + additional)
         return
     _write(ledger, evict(Path(cache.path), cache.max_size - additional) + additional)
+
+
+def _fresh(ledger: Path) -> bool:
+    try:
+        return time.time() - ledger.stat().st_mtime < STALE_SECONDS
+    except OSError:
+        return False
+
+
+def _checked_get(cache, key: str):
+    """JAX's ``get`` for a scanfit directory, for an entry that is a whole, regular file only."""
+    path = Path(cache.path) / f"{key}-cache"
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return None  # not there: a miss
+    if not stat.S_ISREG(mode):  # never opened: a pipe would block the read (and JAX's lock) for ever
+        _remove(path)
+        return None
+    value = _JAX["get"](cache, key)
+    if value is not None and not _whole(value):
+        _remove(path)
+        (path.with_name(f"{key}-atime")).unlink(missing_ok=True)
+        return None
+    return value
+
+
+def _whole(value: bytes) -> bool:
+    """Whether a cached entry decompresses (JAX's own step before it loads the program)."""
+    try:
+        from jax._src.compilation_cache import decompress_executable
+    except ImportError:
+        return True
+    try:
+        return len(decompress_executable(value)) > 0
+    except Exception:  # noqa: BLE001 - any failure to decompress means the entry is broken
+        return False
+
+
+def _remove(path: Path) -> None:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def evict(folder: Path, target: int) -> int:

@@ -63,12 +63,14 @@ def cpu_signature() -> str:
 
 
 def cache_base() -> Path:
-    """scanfit's cache directory: ``$SCANFIT_CACHE``, default ``~/.cache/scanfit`` (not created here)."""
-    return Path(os.environ.get("SCANFIT_CACHE") or Path.home() / ".cache" / "scanfit")
+    """scanfit's cache directory: ``$SCANFIT_CACHE`` (``~`` expanded, made absolute), default
+    ``~/.cache/scanfit`` (not created here)."""
+    return Path(os.path.abspath(os.path.expanduser(os.environ.get("SCANFIT_CACHE") or "~/.cache/scanfit")))
 
 
 def private_dir(cache: Path, env: str = "SCANFIT_CACHE") -> Path:
-    """The directory ``cache``, created private (0700); refused unless it is this user's and closed to others.
+    """The directory ``cache``, created private (0700); refused unless it is this user's and closed to
+    writers other than you (an existing directory's mode is left as it is: a group may read a shared one).
 
     What scanfit keeps there (kernel libraries, compiled programs) is code it runs, so a directory
     others may write to is refused; ``env`` is the variable the messages suggest for another place."""
@@ -88,8 +90,6 @@ def private_dir(cache: Path, env: str = "SCANFIT_CACHE") -> Path:
         raise RuntimeError(f"the cache directory {str(cache)!r} can be written by other users (mode "
                            f"{stat.S_IMODE(st.st_mode):o}), so what is there may not be scanfit's; remove it "
                            f"(scanfit recreates it private) or set {env}")
-    if st.st_mode & 0o077:
-        os.chmod(cache, 0o700)
     return cache
 
 
