@@ -15,7 +15,7 @@ What scanfit sets (process-wide: JAX has one cache per process): the directory; 
 time of 0 (JAX's default, 1 s, would keep none of scanfit's programs: they are small but many) and
 a bound of 1 GiB (JAX evicts the least recently used entries; ``cache_bound`` keeps the entries'
 total in a ledger, so that a write does not list the whole cache), each unless the user set it. The
-directory is created private (0700) and refused unless it is this user's and closed to others, as
+directory is created private (0700) and refused unless it is this user's and closed to other writers, as
 the native kernel's (``likelihoods.native.private_dir``): a compiled program is code this process
 runs. The last part of the default path hashes the CPU's features, so a home directory shared by
 machines of different CPUs never loads a program built for another.
@@ -146,7 +146,7 @@ def compilation_cache(path=_ASK) -> Path | None:
 
     - ``compilation_cache()``: the directory JAX's cache uses now, or None when it is off.
     - ``compilation_cache(path)``: keep them in ``path`` from now on (created private, 0700; refused
-      unless it is yours and closed to others: a compiled program is code this process runs).
+      unless it is yours and closed to other writers: a compiled program is code this process runs).
     - ``compilation_cache(None)``: turn scanfit's cache off in this process and give back the JAX
       settings scanfit changed; a cache you set for JAX yourself is left alone.
 
