@@ -80,6 +80,9 @@ def test_files_that_disagree_are_named(tmp_path):
 
 def test_mistaken_columns_are_refused(tmp_path):
     put(logit_frame(n=500), tmp_path / "a.parquet")
+    put(logit_frame(n=500), tmp_path / "hive" / "g=1" / "part-0.parquet")  # as Spark's partitionBy writes
+    with pytest.raises(ValueError, match=r"\['g'\] name folders key=value, Hive partitioning"):
+        sf.Parquet(tmp_path / "hive", target="y", features=["x0", "g"])
     with pytest.raises(ValueError, match=r"names \['y'\], which is the target"):
         sf.Parquet(tmp_path / "a.parquet", target="y", features=["x0", "y"])
     with pytest.raises(ValueError, match=r"names \['x0'\] more than once"):

@@ -19,7 +19,7 @@ import glob as globbing
 import os
 from pathlib import Path
 
-__all__ = ["files_of", "footers", "numeric", "unified", "SMALL_TYPES"]
+__all__ = ["files_of", "footers", "numeric", "unified", "folder_keys", "SMALL_TYPES"]
 
 SMALL_TYPES = ("float", "halffloat", "int8", "int16", "uint8", "uint16", "bool")  # exact in float32
 
@@ -51,6 +51,17 @@ def files_of(path) -> tuple[str, ...]:
         raise FileNotFoundError(f"The 'path' parameter of sf.Parquet: {what}. Give a .parquet file, a directory "
                                 f"of them, or a glob such as 'data/*.parquet'.")
     return tuple(found)
+
+
+def folder_keys(files, names) -> str:
+    """A hint for columns ``names`` that are missing from the files but name folders ``key=value``
+    (Hive partitioning, as Spark writes it); "" when none does."""
+    keys = {part.split("=", 1)[0] for f in files for part in Path(f).parent.parts if "=" in part}
+    named = [n for n in names if n in keys]
+    if not named:
+        return ""
+    return (f" ({named} name folders key=value, Hive partitioning: sf.Parquet reads the files' own columns only, "
+            f"so write those values into the files as columns)")
 
 
 def footers(pq, files) -> tuple[list, int]:

@@ -102,7 +102,8 @@ class Parquet:
                                  f"Got {value!r}; the columns are {columns}.")
             if value is not None and value not in columns:
                 raise ValueError(f"The '{name}' parameter of sf.Parquet names the column {value!r}, which "
-                                 f"{files[0]!r} lacks; it has {columns}.")
+                                 f"{files[0]!r} lacks; it has {columns}"
+                                 f"{parquet_schema.folder_keys(files, [value])}.")
         if self.offset is not None and self.exposure is not None:
             raise ValueError("Give sf.Parquet an 'offset' column or an 'exposure' column, not both.")
         others = tuple(dict.fromkeys(c for c in (self.target, self.weights, self.offset, self.exposure) if c))
@@ -118,7 +119,7 @@ class Parquet:
             missing = [f for f in features if f not in types]
             if missing:
                 raise ValueError(f"The 'features' parameter of sf.Parquet names {missing}, which {files[0]!r} "
-                                 f"lacks; it has {columns}.")
+                                 f"lacks; it has {columns}{parquet_schema.folder_keys(files, missing)}.")
             twice = sorted({f for f in features if features.count(f) > 1})
             if twice:
                 raise ValueError(f"The 'features' parameter of sf.Parquet names {twice} more than once; name each "
