@@ -92,6 +92,10 @@ class Parquet:
         object.__setattr__(self, "path", os.fspath(self.path))
         object.__setattr__(self, "files", files)
         _, pq = _pyarrow()
+        if self.schema is not None:  # a copy of a checked source (aligned(), shard()): the same columns and types
+            if not self.n_rows:  # a process's share of the files: its row count
+                object.__setattr__(self, "n_rows", parquet_schema.footers(pq, files)[1])
+            return
         schemas, n_rows = parquet_schema.footers(pq, files)
         schema = schemas[0]
         columns = list(schema.names)
