@@ -143,18 +143,33 @@ def _separation(run: Run, params, status: Status) -> Status:
     family = glm_family(run.model, run.likelihood)
     if family not in ("bernoulli", "categorical") or status.code in ("diverged", "interrupted"):
         return status
+    if run.config.penalty is not None:  # a penalized objective has its minimum even when the classes separate
+        return status
+    k = 2 if family == "bernoulli" else run.likelihood.n_classes
+    if family == "categorical":  # a class with no rows: its logits go to minus infinity, whatever the fit says
+        counts = np.bincount(np.asarray(run.yenc, int)[np.asarray(_positive(run), bool)], minlength=k)
+        missing = np.flatnonzero(counts == 0).tolist()
+        if missing:
+            return Status("separation", status.steps, f"{identification.missing_classes(missing)} No optimizer can "
+                          f"converge to an estimate that does not exist; the parameters returned are where the fit "
+                          f"stopped.", status.step)
     b0, b1 = np.asarray(params.get("beta0", 0.0), np.float64), np.asarray(params["beta1"], np.float64)
     eta = b0 + run.xa @ b1
     extreme = (np.max(np.abs(eta)) if family == "bernoulli" else np.max(np.ptp(eta, axis=1))) > EXTREME_LOGIT
     if status.code == "converged" and not extreme:
         return status
     y = (run.yenc > 0).astype(int) if family == "bernoulli" else run.yenc.astype(int)
-    k = 2 if family == "bernoulli" else run.likelihood.n_classes
     problem = identification.separation(run.xa, y, run.design.names, k)
     if problem is None:
         return status
     return Status("separation", status.steps, f"{problem} No optimizer can converge to an estimate that does "
                   f"not exist; the parameters returned are where the fit stopped.", status.step)
+
+
+def _positive(run: Run) -> np.ndarray:
+    """The training rows that count (positive weight)."""
+    w = run.given.weights
+    return np.ones(len(run.yenc), bool) if w is None else np.asarray(w) > 0
 
 
 def _advice(run: Run) -> str:
@@ -182,7 +197,8 @@ def _warn_if_trivial(run: Run, classes, final: dict, status: Status) -> None:
                       f"the classes. {_advice(run)}", FitWarning, stacklevel=6)
         return
     r2 = final.get("train_pseudo_r2", np.nan)
-    if np.isfinite(r2) and r2 <= 1e-4:
+    if np.isfinite(r2) and r2 <= 1e-4 and getattr(run.model, "intercept", True):  # (without an intercept the
+        # intercept-only model is not nested in the fit: a pseudo R-squared against it says nothing)
         warnings.warn(f"The fit is no better than the intercept-only model (train pseudo R-squared {r2:.2g}; "
                       f"objective {final['train_objective']:.6g} against {final['train_null_objective']:.6g}). "
                       f"{_advice(run)}", FitWarning, stacklevel=6)

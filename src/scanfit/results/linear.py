@@ -195,6 +195,11 @@ def linear_estimates(result, reference, allow) -> Estimates:
     problem = problem or identification.singular(info, labels)
     sigma = None
     total = n if w is None else float(np.sum(w))
+    if w is not None and not total > len(theta):
+        raise ValueError(f"The weights sum to {total:.4g}, not more than the {len(theta)} coefficients. scanfit's "
+                         f"weights are frequency weights (a row of weight 2 counts as two observations), so the "
+                         f"standard errors take the weights' sum as the number of observations; for relative "
+                         f"weights, rescale them to sum to the rows they stand for (weights * n / weights.sum()).")
     if family == "gaussian":
         e = y - X @ theta
         sigma = float(np.sqrt(((1.0 if w is None else w) * e) @ e / max(total - len(theta), 1)))
