@@ -102,6 +102,15 @@ def test_predict_names_missing_columns(fitted, tmp_path):
     assert "lacks the feature columns ['income']" in result.output
 
 
+def test_a_missing_feature_value_names_the_table_row(buy_csv, tmp_path):
+    frame = pd.read_csv(buy_csv)
+    frame.loc[5, "income"] = np.nan
+    frame.to_csv(tmp_path / "gap.csv", index=False)
+    result = invoke("fit", tmp_path / "gap.csv", "--target", "buy", "--out", tmp_path / "o")
+    assert result.exit_code == 1
+    assert "column 'income' has 1 missing or infinite values; the first is at row 5 of the table" in result.output
+
+
 def test_fit_parquet_gaussian_with_chosen_features(tmp_path):
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300), "noise": rng.normal(size=300)})

@@ -242,6 +242,7 @@ def fit_table(frame: pd.DataFrame, *, target: str | None, features_: list[str] |
     grouped = cluster is not None and not (features_ and cluster in features_)
     dropped = ([cluster] if grouped else []) + [c for c in named if not (features_ and c in features_)]
     x = features(frame.drop(columns=dropped) if dropped else frame, target, features_)
+    _finite(x)  # before the rows are shuffled: the row named is the table's
     y = encode_target(frame[target], likelihood)
     order = np.random.default_rng(seed).permutation(len(frame))
     n_valid = int(round(valid_fraction * len(frame)))
@@ -258,6 +259,17 @@ def fit_table(frame: pd.DataFrame, *, target: str | None, features_: list[str] |
     if cluster is not None:
         result.data = frame[[cluster]].iloc[tr].reset_index(drop=True)  # summary(groups=cluster) reads it
     return result, y, xt, yt
+
+
+def _finite(x: pd.DataFrame) -> None:
+    """Refuse missing or infinite feature values, naming the column and the table's row."""
+    values = x.to_numpy(dtype=float, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(f"The feature column {str(x.columns[col])!r} has {int(bad[:, col].sum())} missing or infinite "
+                         f"values; the first is at row {row} of the table (line {row + 2} of a CSV with a header). "
+                         f"Drop or impute them before fitting.")
 
 
 def final_table(final: dict) -> pd.DataFrame:
