@@ -127,6 +127,21 @@ def test_wald_tests_match_statsmodels(logit, fair):
                .statistic) < TEST
 
 
+def test_gaussian_wald_test_is_statsmodels_ols_f_test(fair):
+    """A non-robust Gaussian fit's summary uses Student's t, so its Wald test is OLS's F test: one
+    restriction's p-value is the summary's."""
+    f = "affairs ~ rate_marriage + age + yrs_married"
+    r = sf.fit(sf.Linear(), sf.Gaussian(), formula=f, data=fair)
+    ols = smf.ols(f, fair).fit()
+    for test in ("age = 0", "rate_marriage = age, yrs_married = 0.1"):
+        ours, theirs = r.wald_test(test), ols.wald_test(test, use_f=True, scalar=True)
+        assert ours.name == "F" and list(ours.index) == ["statistic", "df", "df_denom", "p_value"]
+        assert rel(ours["statistic"], theirs.statistic) < TEST and ours["df_denom"] == theirs.df_denom
+        assert rel(ours["p_value"], theirs.pvalue) < 1e-8
+    assert rel(r.wald_test("age = 0")["p_value"], r.summary().loc["age", "p_value"]) < 1e-10
+    assert r.wald_test("age = 0", cov_type="HC1").name == "wald"  # robust: chi-squared, as the summary's normal
+
+
 def test_categorical_wald_test_uses_class_colon_term(anes):
     x, y = anes[0][["logpopul", "selfLR", "age"]], anes[1]
     r = sf.fit(sf.Linear(), sf.Categorical(), x, y)

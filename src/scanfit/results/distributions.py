@@ -16,7 +16,7 @@ import math
 import numpy as np
 from scipy import special
 
-__all__ = ["Normal", "StudentT", "chi2_sf"]
+__all__ = ["Normal", "StudentT", "chi2_sf", "f_sf"]
 
 
 class Normal:
@@ -51,6 +51,11 @@ class StudentT:
 
     def cdf(self, x):
         return special.stdtr(self.df, x)
+
+
+def f_sf(x, dfn, dfd):
+    """``P(X > x)`` for an F-distributed ``X`` with ``(dfn, dfd)`` degrees of freedom."""
+    return special.fdtrc(dfn, dfd, np.maximum(x, 0.0))
 
 
 def chi2_sf(x, df):

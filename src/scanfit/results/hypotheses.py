@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.precision import dtype_scope
-from .distributions import chi2_sf
+from .distributions import chi2_sf, f_sf
 from .estimates import Estimates
 
 __all__ = ["labels", "null_loglik", "model_tests", "restrictions", "wald", "lr"]
@@ -175,13 +175,20 @@ def restrictions(spec, names: list[str], value=None) -> tuple[np.ndarray, np.nda
     return np.array(rows), np.array(qs)
 
 
-def wald(theta: np.ndarray, cov: np.ndarray, R: np.ndarray, q: np.ndarray) -> pd.Series:
+def wald(theta: np.ndarray, cov: np.ndarray, R: np.ndarray, q: np.ndarray, df_denom: float | None = None) -> pd.Series:
+    """The Wald statistic of ``R theta = q`` against chi-squared(rows of R); with ``df_denom`` (a
+    non-robust Gaussian fit, whose summary uses Student's t) the F statistic, W / rows, against
+    F(rows, df_denom), as statsmodels' OLS: one restriction's p-value is then the summary's."""
     diff = R @ theta - q
     middle = R @ cov @ R.T
     if np.linalg.matrix_rank(middle) < len(R):
         raise ValueError(f"The {len(R)} restrictions are not independent (or their covariance is singular): drop "
                          f"the restrictions that follow from the others.")
     stat = float(diff @ np.linalg.solve(middle, diff))
+    if df_denom is not None:
+        f = stat / len(R)
+        return pd.Series({"statistic": f, "df": len(R), "df_denom": float(df_denom),
+                          "p_value": float(f_sf(f, len(R), df_denom))}, name="F")
     return pd.Series({"statistic": stat, "df": len(R), "p_value": float(chi2_sf(stat, len(R)))}, name="wald")
 
 

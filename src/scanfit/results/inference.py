@@ -222,11 +222,12 @@ def _linear_only(est, what):
 
 def wald_test(result, restrictions, *, value=None, cov_type: str = "nonrobust", groups=None, **kw) -> pd.Series:
     """Wald test of linear restrictions (see :mod:`scanfit.results.hypotheses` for the syntax): a
-    Series with ``statistic``, ``df``, ``p_value``."""
+    Series with ``statistic``, ``df``, ``p_value`` (chi-squared); for a non-robust Gaussian fit, whose
+    summary uses Student's t, the F test (``statistic`` = W / df, ``df_denom`` = n - k), as statsmodels' OLS."""
     est = estimates(result, **kw)
-    cov = _cov(result, est, cov_type, groups)[0]
+    cov, name, _ = _cov(result, est, cov_type, groups)
     R, q = hypotheses.restrictions(restrictions, hypotheses.labels(est.index), value)
-    return hypotheses.wald(est.theta, cov, R, q)
+    return hypotheses.wald(est.theta, cov, R, q, _t_df(est, name))
 
 
 def lr_test(restricted, full) -> pd.Series:
