@@ -154,6 +154,10 @@ def two_process_code(port: int, data: Path, one_file: Path, with_empty: Path, wi
             sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(path, target="y"))
         except Exception as err:
             errors[name] = type(err).__name__ + ": " + str(err)
+    try:  # each process started with other columns: refused by both, before any sums are added up
+        sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet({str(data)!r}, target="y", features=["x0", "x1" if pid else "x2"]))
+    except Exception as err:
+        errors["mixed"] = type(err).__name__ + ": " + str(err)
     r = sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet({str(data)!r}, target="y", batch_rows=1001))
     if sf.distributed.is_writer():
         r.save({str(out)!r})
@@ -187,6 +191,7 @@ def test_two_processes_each_read_half_and_give_the_one_process_fit(tmp_path, log
         errors = g["errors"]
         assert "has 1 file(s) for 2 processes" in errors["one_file"]
         assert "Process 1 read no rows" in errors["empty"]
+        assert "Process 1 was started with another data or fit options than process 0" in errors["mixed"]
     assert "missing values" in got[1]["errors"]["nan"]  # process 1's own error, and process 0 is told
     assert "Process 1 could not read its share" in got[0]["errors"]["nan"]
     saved = sf.load(out)  # process 0 wrote the one model
@@ -276,3 +281,26 @@ def test_memory_does_not_grow_with_the_rows(tmp_path):
     got = results(done.stdout)
     assert got["small_rows"] == 200_000 and got["large_rows"] == 2_000_000
     assert got["large"] - got["small"] < 60, got  # ten times the rows (80 MB more of x), < 60 MB more peak
+
+
+def test_initialize_waits_a_bounded_time_for_the_others(monkeypatch):
+    """scanfit's shorter limits for a process that never joins or stops answering (JAX's: 300 s, 100 s),
+    unless given."""
+    import jax
+
+    from scanfit.engine import distributed
+
+    seen = []
+
+    def initialize(coordinator_address=None, num_processes=None, process_id=None, initialization_timeout=300,
+                   heartbeat_timeout_seconds=100, shutdown_timeout_seconds=300):  # JAX's signature, its defaults
+        seen.append(dict(locals()))
+
+    monkeypatch.setattr(jax.distributed, "initialize", initialize)
+    monkeypatch.setattr(jax.config, "update", lambda *a: None)
+    monkeypatch.setitem(distributed._STATE, "initialized", False)
+    sf.distributed.initialize("localhost:1", num_processes=2, process_id=1)
+    monkeypatch.setitem(distributed._STATE, "initialized", False)
+    sf.distributed.initialize("localhost:1", num_processes=2, process_id=1, initialization_timeout=600)
+    assert seen[0]["initialization_timeout"] == 120 and seen[0]["heartbeat_timeout_seconds"] == 30
+    assert seen[1]["initialization_timeout"] == 600 and seen[1]["process_id"] == 1

@@ -142,3 +142,18 @@ def test_a_fit_whose_residual_variance_does_not_exist_says_so(tmp_path):
     r = sf.fit(sf.Linear(), sf.Gaussian(), sf.Parquet(tmp_path / "two.parquet", target="y"))
     with pytest.raises(ValueError, match="residual variance, and so the standard errors, do not exist"):
         r.summary()
+
+
+def test_a_validation_source_without_the_training_columns_is_named(tmp_path):
+    frame = logit_frame(n=1000)
+    put(frame, tmp_path / "train" / "a.parquet")
+    put(frame.drop(columns="x3"), tmp_path / "valid" / "a.parquet")
+    with pytest.raises(ValueError, match=r"valid=sf.Parquet\(.*must hold the training columns .*'x3'.* lacks"):
+        sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(tmp_path / "train", target="y"),
+               valid=sf.Parquet(tmp_path / "valid", target="y"))
+    x = frame.drop(columns="y").to_numpy()  # arrays: columns x0..x4, which the validation files do not have
+    renamed = frame.rename(columns={f"x{j}": f"v{j}" for j in range(5)})
+    put(renamed, tmp_path / "valid2" / "a.parquet")
+    with pytest.raises(ValueError, match="arrays without column names have the columns x0, x1"):
+        sf.fit(sf.Linear(), sf.Bernoulli(), x, frame["y"].to_numpy(), batch_size=100, epochs=1,
+               valid=sf.Parquet(tmp_path / "valid2", target="y"))

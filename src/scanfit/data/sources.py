@@ -17,7 +17,6 @@ import os
 import queue
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import numpy as np
@@ -176,6 +175,20 @@ class Parquet:
             return self if b == self.batch_rows else replace(self, batch_rows=b)
         rows = -(-group // -(-group // b)) if group > b else group * (b // group)
         return self if rows == self.batch_rows else replace(self, batch_rows=rows)
+
+    def with_features(self, names) -> "Parquet":
+        """This source reading the columns ``names`` instead (a validation source takes the training
+        columns), checked again in every file."""
+        from dataclasses import replace
+
+        names = tuple(names)
+        try:
+            return replace(self, features=names, schema=None, n_rows=0)
+        except ValueError as err:
+            unnamed = all(n == f"x{j}" for j, n in enumerate(names))
+            raise ValueError(f"valid=sf.Parquet({self.path!r}, ...) must hold the training columns {list(names)}"
+                             + (" (arrays without column names have the columns x0, x1, ...: train on a DataFrame "
+                                "whose columns name the features)" if unnamed else "") + f". {err}") from None
 
     def shard(self, index: int, count: int) -> "Parquet":
         """This process's share: every ``count``-th file from ``index`` (multi-process fits)."""

@@ -20,7 +20,11 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["initialize", "process_index", "process_count", "is_writer", "allgather", "allreduce", "broadcast",
-           "shutdown"]
+           "shutdown", "same_everywhere"]
+
+# JAX waits 300 s for the others to join and 100 s for a silent peer; a fit's processes start together,
+# so a missing or dead process is reported sooner (each can be given to initialize)
+TIMEOUTS = {"initialization_timeout": 120, "heartbeat_timeout_seconds": 30, "shutdown_timeout_seconds": 30}
 
 _STATE = {"initialized": False}
 
@@ -29,7 +33,11 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                process_id: int | None = None, **kwargs) -> None:
     """Join (or, as process 0, start) a group of processes; see the module docstring. Arguments are
     ``jax.distributed.initialize``'s; left out, JAX detects the cluster (SLURM, Open MPI, ...).
-    Call it before any other JAX call in the process."""
+    Call it before any other JAX call in the process. scanfit waits ``initialization_timeout=120``
+    seconds for every process to join and gives up on a silent one after ``heartbeat_timeout_seconds=30``
+    (JAX's own: 300 and 100); pass them to change that."""
+    import inspect
+
     import jax
 
     if _STATE["initialized"]:
@@ -44,15 +52,19 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     except Exception:  # pragma: no cover - a JAX without the option
         pass
+    accepted = inspect.signature(jax.distributed.initialize).parameters
+    options = {**{k: v for k, v in TIMEOUTS.items() if k in accepted}, **kwargs}
     try:
         jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                                   process_id=process_id, **kwargs)
+                                   process_id=process_id, **options)
     except Exception as err:
+        waited = options.get("initialization_timeout")
         raise RuntimeError(f"sf.distributed.initialize could not join the process group "
                            f"(coordinator_address={coordinator_address!r}, num_processes={num_processes!r}, "
-                           f"process_id={process_id!r}): {err}. Start every process with the same coordinator "
-                           f"address and process count, each with its own process_id, or run under SLURM/MPI "
-                           f"without arguments.") from None
+                           f"process_id={process_id!r}"
+                           + (f"; waited up to {waited} s for the others" if waited else "") + f"): {err}. Start "
+                           f"every process with the same coordinator address and process count, each with its own "
+                           f"process_id, or run under SLURM/MPI without arguments.") from None
     _STATE["initialized"] = True
 
 
@@ -97,6 +109,23 @@ def allgather(values: np.ndarray) -> np.ndarray:
     with jax.enable_x64(True):
         out = multihost_utils.process_allgather(values, tiled=False)
     return np.asarray(out, np.float64).reshape((process_count(),) + values.shape)
+
+
+def same_everywhere(description: str, what: str) -> None:
+    """Check that every process describes its work the same way (a hash of ``description``, gathered);
+    processes started with different data or arguments would otherwise add up sums that do not belong
+    together (or stop in the collectives with a size mismatch)."""
+    if process_count() == 1:
+        return
+    import hashlib
+
+    digest = np.frombuffer(hashlib.sha256(description.encode()).digest(), np.uint8).astype(np.float64)
+    every = allgather(digest)
+    differ = [i for i in range(len(every)) if not np.array_equal(every[i], every[0])]
+    if differ:
+        raise RuntimeError(f"Process {differ[0]} was started with another {what} than process 0 (this is process "
+                           f"{process_index()}): every process of a distributed fit must run the same command on the "
+                           f"same data (the same path, columns, model and options); only the process id differs.")
 
 
 def allreduce(tree):

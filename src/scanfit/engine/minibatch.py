@@ -153,7 +153,7 @@ def _sources(model, likelihood, config, x, y, valid, weights, offset, exposure, 
             if isinstance(valid, Arrays):
                 raise ValueError(f"The validation columns {valid.features} differ from the training columns "
                                  f"{train.features}.")
-            vsource = replace(valid, features=tuple(train.features))
+            vsource = valid.with_features(train.features)
     elif valid is not None:
         if given is None:
             raise TypeError(f"With a source (sf.Parquet) to train on, 'valid' must be a source too, e.g. "

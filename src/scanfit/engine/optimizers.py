@@ -11,10 +11,13 @@ GradientTransformation...
 from __future__ import annotations
 
 import sys
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+if TYPE_CHECKING:  # optax is imported by the fits that use it (see is_transformation)
+    import optax
 
 __all__ = ["NAMES", "SECOND_ORDER", "resolve", "default_learning_rate", "label", "is_transformation"]
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import time
 import warnings
-from dataclasses import replace
 from typing import Any, NamedTuple
 
 import jax
@@ -47,6 +47,12 @@ from .second_order import _glm_apply, apply_updates
 __all__ = ["fit", "STREAMED"]
 
 STREAMED = ("newton", "lbfgs")  # besides "gd" and the optax names (full-batch first-order steps)
+
+
+def _relative(source):
+    """A source's files relative to its path (another machine may mount the same data elsewhere)."""
+    files = getattr(source, "files", None)
+    return None if files is None else [os.path.relpath(f, source.path) for f in files]
 
 
 def _refuse(name, value, why):
@@ -86,6 +92,14 @@ def fit(model: Any, likelihood: Likelihood, source, y=None, *, valid=None, optim
             or not isinstance(config.optimizer, str)):
         raise ValueError(f"The 'optimizer' parameter of fit: {config.optimizer!r} does not stream.")
     proc, count = distributed.process_index(), distributed.process_count()
+    if count > 1:  # the same fit in every process, before any other collective
+        parts = [source, valid]
+        distributed.same_everywhere(repr([(_relative(s), getattr(s, "features", None), getattr(s, "target", None),
+                                           getattr(s, "weights", None), getattr(s, "offset", None),
+                                           getattr(s, "exposure", None), getattr(s, "batch_rows", None)) for s in parts]
+                                         + [repr(model), repr(likelihood), optimizers.label(config.optimizer),
+                                            config.steps, config.tol, config.dtype, config.standardize, config.seed]),
+                                    "data or fit options")
     source = source.shard(proc, count).aligned()  # chunks cut along the files' row groups
     files = getattr(valid, "files", None)
     if is_source(valid) and (files is None or len(files) >= count):  # else every process reads all of valid
@@ -118,7 +132,7 @@ class _Fit(NewtonSteps):
                 raise TypeError(f"With a streamed source, 'valid' must be sf.Parquet(...) too. Got "
                                 f"{type(valid).__name__}.")
             if tuple(valid.features) != tuple(source.features):
-                valid = replace(valid, features=tuple(source.features))
+                valid = valid.with_features(source.features)
             self.valid = Feeder(valid, self.lik, config.dtype, mesh=mesh, part="valid")
             self.valid_moments = self.valid.describe()
         self.passes = self.sample_passes = 0
