@@ -59,7 +59,8 @@ def test_markup_like_column_names_print_as_they_are(markup_fit):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda d: d.mkdir(), "The table '{p}' is a directory; give the path of a CSV or Parquet file in it."),
+    (lambda d: d.mkdir(), "The table '{p}' is a directory with no *.parquet files (names starting with '_' or '.' "
+                          "are skipped); give a CSV or Parquet file, or a directory of Parquet files."),
     (lambda d: d.write_text(""), "The table '{p}' is an empty file; give a table with a header and rows."),
     (lambda d: _frame().head(0).to_csv(d, index=False),
      "The table has no rows (only a header), so the target column 'y' is empty; give a table with rows to fit."),

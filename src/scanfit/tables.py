@@ -37,7 +37,8 @@ def read(path: str | Path) -> pd.DataFrame:
     """Read a CSV (``.csv``, ``.txt``), TSV or Parquet (``.parquet``, ``.pq``) table."""
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"The table {str(path)!r} is a directory; give the path of a CSV or Parquet file in it.")
+        raise ValueError(f"The table {str(path)!r} is a directory with no *.parquet files (names starting with '_' "
+                         f"or '.' are skipped); give a CSV or Parquet file, or a directory of Parquet files.")
     if path.exists() and not path.is_file():
         raise ValueError(f"The table {str(path)!r} is not a regular file (a FIFO or a device); give the path of a "
                          f"CSV or Parquet file.")

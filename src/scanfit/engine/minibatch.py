@@ -93,6 +93,7 @@ def fit(model, likelihood, x=None, y=None, *, batch_size=None, epochs=None, vali
     """
     batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     epochs = DEFAULT_EPOCHS if epochs is None else epochs
+    batch_size, epochs = (int(v) if isinstance(v, np.integer) else v for v in (batch_size, epochs))  # NumPy ints too
     _positive_int("batch_size", batch_size)
     _positive_int("epochs", epochs)
     if steps is not None:
@@ -111,6 +112,7 @@ def fit(model, likelihood, x=None, y=None, *, batch_size=None, epochs=None, vali
     if config.penalty is not None:
         raise ValueError("The 'penalty' parameter of fit is not available with minibatch training: penalized fits "
                          "run full-batch; drop batch_size and epochs.")
+    _positive_int("record_every", config.record_every)
     config = replace(config, steps=config.record_every).validated()  # steps is set from the batches below
     model = as_model(model)
     if not isinstance(likelihood, Likelihood):

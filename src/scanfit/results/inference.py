@@ -163,7 +163,10 @@ def estimates(result, *, reference: int = 0, allow_nonidentified: bool = False) 
                 cache[key] = streamed_estimates(result, reference, allow_nonidentified)
             return cache[key]
     if result.train is None:
-        raise ValueError("This result carries no training data (result.train is None); inference needs it.")
+        raise ValueError("This result keeps no training rows (a fit with batch_size/epochs on sf.Parquet, or a "
+                         "model loaded from disk), and inference needs them or a final pass over them. For standard "
+                         "errors of the same model, fit it exactly: sf.fit(model, likelihood, source, "
+                         "optimizer='newton', init_params=result.params) (streamed on sf.Parquet).")
     if getattr(result.config, "penalty", None) is not None:
         raise ValueError(f"This fit is penalized ({result.config.penalty}): the penalty shrinks the estimates, so "
                          f"classical standard errors, tests and intervals do not apply (statsmodels refuses them "
