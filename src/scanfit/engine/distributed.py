@@ -106,8 +106,13 @@ def allgather(values: np.ndarray) -> np.ndarray:
 
     import jax
 
-    with jax.enable_x64(True):
-        out = multihost_utils.process_allgather(values, tiled=False)
+    try:
+        with jax.enable_x64(True):
+            out = multihost_utils.process_allgather(values, tiled=False)
+    except Exception as err:  # gloo's "Connection reset by peer", a size mismatch, ...
+        raise RuntimeError(f"Process {process_index()} of {process_count()} could not exchange sums with the others: "
+                           f"a process of this distributed fit stopped (it failed, was killed, or runs another "
+                           f"command). Its own output says why; start every process again. ({err})") from None
     return np.asarray(out, np.float64).reshape((process_count(),) + values.shape)
 
 
