@@ -59,6 +59,29 @@ def test_negative_binomial_matches_statsmodels(randhie):
     assert r.final["train_pseudo_r2"] == pytest.approx(ref.prsquared, rel=1e-6)
 
 
+@pytest.mark.parametrize("alpha", [6.4e-10, 1e-3, 0.5, 20.0])
+def test_negative_binomial_loglik_is_accurate_as_alpha_goes_to_zero(alpha):
+    """log Gamma(y + 1/alpha) - log Gamma(1/alpha) and theta log(theta / (theta + mu)) lose every digit as
+    differences of huge numbers when alpha is near 0 (a fit at alpha = 6.4e-10 reported a log-likelihood
+    above Poisson's supremum); against the exact sum for integer counts."""
+    import math
+
+    from scanfit.likelihoods import poisson
+
+    y = np.array([0.0, 1.0, 3.0, 17.0, 250.0])
+    eta = np.array([0.3, -1.0, 1.2, 2.8, 5.5])
+    th = 1.0 / alpha
+    exact = np.array([math.fsum(math.log(th + j) for j in range(int(k))) - math.lgamma(k + 1.0)
+                      - th * math.log1p(math.exp(e) / th) - k * math.log1p(th / math.exp(e)) for k, e in zip(y, eta)])
+    with jax.enable_x64(True):
+        ours = np.asarray(poisson._nb_loglik(jnp.asarray(y), jnp.asarray(eta), jnp.log(alpha)))
+    np.testing.assert_allclose(ours, exact, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(poisson._nb_loglik_np(y, eta, np.log(alpha)), exact, rtol=0, atol=1e-11)
+    if alpha < 1e-6:  # NB tends to Poisson
+        pois = y * eta - np.exp(eta) - np.array([math.lgamma(k + 1.0) for k in y])
+        np.testing.assert_allclose(ours, pois, atol=1e-6)
+
+
 def test_probit_matches_statsmodels(spector):
     x, y = spector
     r = sf.fit(sf.Linear(), sf.Bernoulli(link="probit"), x, y)

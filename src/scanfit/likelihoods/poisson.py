@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln, xlogy
@@ -83,22 +84,41 @@ class Poisson(_Counts):
         return np_wmean(y_eval * eta - np.exp(eta) - special.gammaln(y_eval + 1.0), w_eval)
 
 
-def _nb_loglik(y, eta, log_alpha):
-    """NB2 log-likelihood, ``Var = mu + alpha mu^2``, in log space: finite for eta in +-50."""
+_STIRLING_FROM = 1e5  # theta = 1/alpha above which log Gamma(y + theta) - log Gamma(theta) uses Stirling's series
+
+
+def _log_rising(y, theta, xp, gammaln_):
+    """``log Gamma(y + theta) - log Gamma(theta)``, accurate also for ``theta >> y`` (alpha near 0), where
+    the difference of two log-gammas of ~theta log theta loses all digits: Stirling's series with log1p,
+    ``y log t + (t + y - 1/2) log1p(y / t) - y`` plus the series' corrections."""
+    t = xp.maximum(theta, 1.0)
+    z = t + y
+
+    def corr(v):
+        return 1.0 / (12.0 * v) - 1.0 / (360.0 * v ** 3)
+
+    stirling = y * xp.log(t) + (z - 0.5) * xp.log1p(y / t) - y + (corr(z) - corr(t))
+    return xp.where(theta > _STIRLING_FROM, stirling, gammaln_(y + theta) - gammaln_(theta))
+
+
+def _nb_terms(y, eta, log_alpha, xp, gammaln_, softplus):
     theta_log = -log_alpha  # log(1 / alpha)
-    theta = jnp.exp(theta_log)
-    both = jnp.logaddexp(theta_log, eta)  # log(theta + mu)
-    return (gammaln(y + theta) - gammaln(theta) - gammaln(y + 1.0)
-            + theta * (theta_log - both) + y * (eta - both))
+    theta = xp.exp(theta_log)
+    # theta log(theta / (theta + mu)) and y log(mu / (theta + mu)) through softplus: their logs differ by
+    # ~mu / theta, which a difference of two logs would round away when alpha is near 0
+    return (_log_rising(y, theta, xp, gammaln_) - gammaln_(y + 1.0)
+            - theta * softplus(eta - theta_log) - y * softplus(theta_log - eta))
+
+
+def _nb_loglik(y, eta, log_alpha):
+    """NB2 log-likelihood, ``Var = mu + alpha mu^2``, in log space: finite for eta in +-50, and accurate
+    as alpha goes to 0 (where it tends to Poisson's)."""
+    return _nb_terms(y, eta, log_alpha, jnp, gammaln, jax.nn.softplus)
 
 
 def _nb_loglik_np(y, eta, log_alpha):
     """NumPy twin of :func:`_nb_loglik` (float64), for the intercept-only baseline."""
-    theta_log = -log_alpha
-    theta = np.exp(theta_log)
-    both = np.logaddexp(theta_log, eta)
-    return (special.gammaln(y + theta) - special.gammaln(theta) - special.gammaln(y + 1.0)
-            + theta * (theta_log - both) + y * (eta - both))
+    return _nb_terms(y, eta, log_alpha, np, special.gammaln, lambda v: np.logaddexp(0.0, v))
 
 
 @dataclass(frozen=True)
