@@ -235,6 +235,24 @@ def test_multiline_formula_is_kept_on_one_line(small):
     assert Formula.from_json(spec.to_json()) == spec
 
 
+def test_columns_with_spaces_and_signs_are_named_with_q(small):
+    """Q("a name"), as in patsy and statsmodels: the design is statsmodels', its names show the columns'."""
+    import scanfit as sf
+
+    data = small.rename(columns={"x1": "mean radius", "region": "region (a/b)", "y": "y value"})
+    text = 'Q("y value") ~ Q("mean radius") + C(Q("region (a/b)")) + np.log(Q("mean radius") + 10)'
+    spec = Formula.build(text, data)
+    ref = smf.ols(text, data)
+    y, X = spec.design(data)
+    np.testing.assert_allclose(np.column_stack([np.ones(len(X)), X]), ref.exog, rtol=1e-12)
+    assert spec.target == "y value" and spec.names == tuple(n.replace('Q("', "").replace('")', "")
+                                                             for n in ref.exog_names[1:])
+    assert Formula.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    r = sf.fit(sf.Linear(), sf.Gaussian(), formula=text, data=data)
+    np.testing.assert_allclose(r.summary()["estimate"].to_numpy(), ref.fit().params.to_numpy(), rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(r.predict(data.head(5)), ref.fit().predict(data.head(5)), rtol=1e-9)
+
+
 MALICIOUS = [
     "y ~ __import__('os').system('touch {pwned}')",
     "y ~ I(__import__('os').system('touch {pwned}'))",
@@ -263,6 +281,9 @@ MALICIOUS = [
     "y ~ x1 ~ region",
     "y ~ poly(x1, 100000)",
     "y ~ \uff3f\uff3fimport\uff3f\uff3f('os')",
+    "y ~ Q('x1').__class__",
+    "y ~ Q(x1)",
+    "y ~ Q('x1`')",
 ]
 
 

@@ -40,6 +40,29 @@ _COMPARE = (ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.Eq, ast.NotEq)
 _BANNED = "\\`#$&|{};@?"  # escapes, comments, quoting and operators formulaic reads but this grammar has not
 _STRING_BODY = re.compile(r"[^'\"()\[\]%]*")  # so that formulaic's tokenizer matches brackets as Python does
 _DTYPE, _SCALARS = re.compile(r"[<>|=]?[biuf][1248]"), (str, bool, int, float)
+# Q("a column name") as in patsy/statsmodels: the name may hold spaces and most punctuation; it becomes an
+# alias (a plain identifier) for the grammar and formulaic, and the design's names show the column's own name
+_QUOTED = re.compile(r"""\bQ\(\s*(?:"([^"\\\n`]*)"|'([^'\\\n`]*)')\s*\)""")
+
+
+def _quoted(text: str) -> tuple[str, dict[str, str]]:
+    """``text`` with each ``Q("name")`` replaced by an alias, and ``{alias: name}``."""
+    names: dict[str, str] = {}
+
+    def alias(match: re.Match) -> str:
+        name = match.group(1) if match.group(1) is not None else match.group(2)
+        if not name.strip():
+            raise _Refused("Q() names a column: Q(\"my column\")")
+        return names.setdefault(name, f"Q__{len(names)}__")
+
+    return _QUOTED.sub(alias, text), {a: n for n, a in names.items()}
+
+
+def _plain(label: str, aliases: Mapping[str, str]) -> str:
+    """A design column's label with the column names in place of their aliases."""
+    for alias, name in aliases.items():
+        label = label.replace(alias, name)
+    return label
 
 
 class _Refused(ValueError):
@@ -109,15 +132,18 @@ def _check(text: Any) -> tuple[str, frozenset[str], frozenset[str]]:
     if not isinstance(text, str):
         raise ValueError(f"a formula is text, got {type(text).__name__}")
     text = re.sub(r"\s*[\t\r\n]\s*", " ", text).strip()
+    aliases: dict[str, str] = {}
     try:
         if len(text) > 4000 or not text.isprintable() or unicodedata.normalize("NFKC", text) != text:
             raise _Refused("a formula is printable, NFKC-normalized text of at most 4000 characters")
-        if set(text) & set(_BANNED) or text.count("~") != 1:
-            raise _Refused(f"a formula has one '~' between the target and the terms (here {text.count('~')}) and "
-                           f"none of {_BANNED} (here {''.join(sorted(set(text) & set(_BANNED)))!r})")
+        plain, aliases = _quoted(text)  # Q("a name"): an alias from here on
+        if set(plain) & set(_BANNED) or plain.count("~") != 1:
+            raise _Refused(f"a formula has one '~' between the target and the terms (here {plain.count('~')}) and "
+                           f"none of {_BANNED} (here {''.join(sorted(set(plain) & set(_BANNED)))!r}); name a "
+                           f"column with spaces or signs as Q(\"my column\")")
         sides: list[set[str]] = []
         # ':' (interaction) becomes '&' so that each side parses as Python; inside calls ':' is never allowed
-        for side, what in zip(text.replace(":", "&").split("~"), ("a target before '~'", "terms after '~'")):
+        for side, what in zip(plain.replace(":", "&").split("~"), ("a target before '~'", "terms after '~'")):
             if not side.strip():
                 raise _Refused(f"it needs {what}")
             sides.append(set())
@@ -126,7 +152,7 @@ def _check(text: Any) -> tuple[str, frozenset[str], frozenset[str]]:
         raise ValueError(f"formula {text!r} refused: {e}") from None
     except SyntaxError as e:
         raise ValueError(f"formula {text!r} refused: it does not parse ({e.msg})") from None
-    return text, frozenset(sides[0]), frozenset(sides[1])
+    return text, frozenset(aliases.get(c, c) for c in sides[0]), frozenset(aliases.get(c, c) for c in sides[1])
 
 
 def _encode(v: Any) -> Any:
@@ -182,7 +208,7 @@ def _load(saved: Any) -> tuple[dict, dict]:
 
 def _specs(text: str) -> Any:
     try:
-        return ModelSpec.from_spec(formulaic.Formula(text), materializer="pandas", output="pandas",
+        return ModelSpec.from_spec(formulaic.Formula(_quoted(text)[0]), materializer="pandas", output="pandas",
                                    na_action="ignore", cluster_by="numerical_factors")
     except FormulaicError as e:
         raise ValueError(f"formula {text!r}: {e}") from e
@@ -201,7 +227,8 @@ def _frame(data: Any, cols: frozenset[str], text: str) -> pd.DataFrame:
     for i, j in np.argwhere(frame.isna().to_numpy())[:1]:
         raise ValueError(f"formula {text!r}: column {frame.columns[j]!r} has a missing value at row {i} (index "
                          f"{data.index[i]!r}); formulas do not drop rows: drop or fill the missing values first")
-    return frame.reset_index(drop=True)
+    named = {n: a for a, n in _quoted(text)[1].items()}  # Q("a name")'s columns under their aliases
+    return frame.rename(columns=named).reset_index(drop=True) if named else frame.reset_index(drop=True)
 
 
 def _materialize(spec: ModelSpec, frame: pd.DataFrame, text: str, index: pd.Index) -> tuple[np.ndarray, Any]:
@@ -247,9 +274,11 @@ class Formula:
         lhs, rhs = (_materialize(spec, frame, text, data.index)[1] for spec in (specs.lhs, specs.rhs))
         if lhs.shape[1] != 1:
             raise ValueError(f"formula {text!r}: the target must be one numeric column, it gives {list(lhs.columns)}")
-        cols = [str(c) for c in rhs.columns]
+        aliases = _quoted(text)[1]
+        cols = [_plain(str(c), aliases) for c in rhs.columns]
         state = json.dumps({"lhs": _save(lhs.model_spec), "rhs": _save(rhs.model_spec)}, sort_keys=True)
-        out = cls(text, str(lhs.columns[0]), tuple(c for c in cols if c != "Intercept"), "Intercept" in cols, state)
+        out = cls(text, _plain(str(lhs.columns[0]), aliases), tuple(c for c in cols if c != "Intercept"),
+                  "Intercept" in cols, state)
         out.design(data)  # the pinned state must give the same columns back
         return out
 
@@ -258,7 +287,8 @@ class Formula:
         spec = getattr(_specs(self.text), side).update(transform_state=transforms, encoder_state=encoders)
         frame = _frame(data, _check(self.text)[2 if side == "rhs" else 1], self.text)
         values, mm = _materialize(spec, frame, self.text, data.index)
-        return values, [str(c) for c in mm.columns]
+        aliases = _quoted(self.text)[1]
+        return values, [_plain(str(c), aliases) for c in mm.columns]
 
     def features(self, data: pd.DataFrame) -> np.ndarray:
         """The right-hand design of ``data``: float64 ``(n, len(names))``, without the intercept column."""
