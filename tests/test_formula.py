@@ -253,6 +253,14 @@ def test_columns_with_spaces_and_signs_are_named_with_q(small):
     np.testing.assert_allclose(r.predict(data.head(5)), ref.fit().predict(data.head(5)), rtol=1e-9)
 
 
+def test_contrasts_as_statsmodels_users_write_them(small):
+    spec = Formula.build("y ~ C(region, contr.sum)", small)  # without brackets, as formulaic takes it
+    ref = smf.ols("y ~ C(region, Sum)", small)
+    np.testing.assert_allclose(spec.design(small)[1], ref.exog[:, 1:], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"patsy's Treatment is written contr.treatment\(base=...\) here"):
+        Formula.build("y ~ C(region, Treatment(reference='b'))", small)
+
+
 MALICIOUS = [
     "y ~ __import__('os').system('touch {pwned}')",
     "y ~ I(__import__('os').system('touch {pwned}'))",
@@ -284,6 +292,8 @@ MALICIOUS = [
     "y ~ Q('x1').__class__",
     "y ~ Q(x1)",
     "y ~ Q('x1`')",
+    "y ~ C(region, contr.__class__)",
+    "y ~ contr.sum",
 ]
 
 

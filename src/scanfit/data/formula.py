@@ -79,7 +79,9 @@ def _call(node: ast.Call, cols: set[str]) -> None:
     module = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else None
     if not ((isinstance(f, ast.Name) and f.id in _CALLS) or (module and f.attr in _ATTR_CALLS.get(module, ()))):
         allowed = sorted(_CALLS) + [f"{m}.{a}" for m, attrs in _ATTR_CALLS.items() for a in sorted(attrs)]
-        raise _Refused(f"{name}(...) is not an allowed call (allowed: {', '.join(allowed)})")
+        patsy = _PATSY_CONTRASTS.get(name)
+        raise _Refused(f"{name}(...) is not an allowed call (allowed: {', '.join(allowed)})"
+                       + (f"; patsy's {name} is written {patsy} here" if patsy else ""))
     if (name in _UFUNCS or name.startswith("np.")) and (len(node.args) != 1 or node.keywords):
         raise _Refused(f"{name} takes one argument")
     for kw in node.keywords:
@@ -91,10 +93,17 @@ def _call(node: ast.Call, cols: set[str]) -> None:
         _walk(arg, cols)
 
 
+_PATSY_CONTRASTS = {"Treatment": "contr.treatment(base=...)", "Sum": "contr.sum", "Helmert": "contr.helmert",
+                    "Diff": "contr.diff", "Poly": "contr.poly"}
+
+
 def _walk(node: ast.AST, cols: set[str], top: bool = False) -> None:
     """Check one side (``top``: the formula level) or a call's argument; collect the data columns it names."""
     if isinstance(node, ast.Call):
         return _call(node, cols)
+    if (not top and isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.attr in _ATTR_CALLS.get(node.value.id, ()) and node.value.id == "contr"):
+        return None  # a contrast named without brackets, C(x, contr.sum), as formulaic takes it
     if isinstance(node, ast.Name) and not node.id.startswith("__"):  # a data column
         return cols.add(node.id)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
