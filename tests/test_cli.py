@@ -170,7 +170,8 @@ def test_nan_and_text_features_are_refused(tmp_path):
     assert "The feature columns ['city'] hold text (categories)" in " ".join(result.output.split())
     result = invoke("fit", tmp_path / "t.csv", "--target", "y", "--features", "a")
     assert result.exit_code == 1
-    assert "1 NaN or infinite values; the first is nan in column 'a' at row" in " ".join(result.output.split())
+    assert "column 'a' has 1 missing or infinite values; the first is at row 1 of the table" in " ".join(
+        result.output.split())
     df.loc[2, "y"] = np.nan
     df.drop(columns="city").to_csv(tmp_path / "t.csv", index=False)
     result = invoke("fit", tmp_path / "t.csv", "--target", "y", "--features", "a")

@@ -243,8 +243,8 @@ def fit_table(frame: pd.DataFrame, *, target: str | None, features_: list[str] |
     grouped = cluster is not None and not (features_ and cluster in features_)
     dropped = ([cluster] if grouped else []) + [c for c in named if not (features_ and c in features_)]
     x = features(frame.drop(columns=dropped) if dropped else frame, target, features_)
-    _finite(x)  # before the rows are shuffled: the row named is the table's
     y = encode_target(frame[target], likelihood)
+    _finite(x)  # before the rows are shuffled: the row named is the table's
     order = np.random.default_rng(seed).permutation(len(frame))
     n_valid = int(round(valid_fraction * len(frame)))
     if valid_fraction > 0 and (n_valid < 1 or n_valid >= len(frame)):
