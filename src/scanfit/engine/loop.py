@@ -348,6 +348,12 @@ def fit(model: Any, likelihood: Likelihood, x: Any = None, y: Any = None, *, val
         drawing them from ``seed``; every restart then starts there.
     config : a ready FitConfig; when given it replaces the keyword options above.
 
+    Data beyond memory and minibatches (``docs/scale.md``): ``x=sf.Parquet(path, target="y", ...)`` reads a
+    Parquet file, directory or glob in chunks (newton, lbfgs, gd and optax optimizers, one pass over the data
+    a step; ``valid=sf.Parquet(...)``); ``batch_size=`` and ``epochs=`` train any model on minibatches of
+    arrays or a Parquet source with a first-order optimizer (``steps`` is then set by them); with several
+    devices or ``sf.distributed.initialize(...)`` the chunks are spread over devices and processes.
+
     Example
     -------
     >>> import scanfit as sf
