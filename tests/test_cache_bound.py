@@ -120,6 +120,7 @@ def test_other_caches_keep_jax_s_own_listing(tmp_path, bounded):
 def test_clear_resets_the_ledger(tmp_path, monkeypatch):
     monkeypatch.setenv("SCANFIT_CACHE", str(tmp_path / "base"))
     folder = cache.default_dir()
+    monkeypatch.setitem(cache._STATE, "dir", str(folder))  # clear() must not reach this process's own cache
     assert cache_bound.install(folder)
     jax_cache = lru_cache.LRUCache(str(folder), max_size=10_000)
     jax_cache.put("k", entry())
