@@ -91,11 +91,10 @@ def fit(model, likelihood, x=None, y=None, *, batch_size=None, epochs=None, vali
     epochs : passes over the training data (default 10 when only ``batch_size`` is given).
     record_every : a ``batch_*`` history row every this many batches.
     """
-    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-    epochs = DEFAULT_EPOCHS if epochs is None else epochs
-    batch_size, epochs = (int(v) if isinstance(v, np.integer) else v for v in (batch_size, epochs))  # NumPy ints too
-    _positive_int("batch_size", batch_size)
-    _positive_int("epochs", epochs)
+    batch_size, epochs = (int(v) if isinstance(v, np.integer) else v for v in  # defaults; NumPy ints too
+                          (DEFAULT_BATCH_SIZE if batch_size is None else batch_size, DEFAULT_EPOCHS if epochs is None else epochs))
+    for name, value in (("batch_size", batch_size), ("epochs", epochs), ("record_every", record_every)):
+        _positive_int(name, value)
     if steps is not None:
         raise ValueError(f"The 'steps' parameter of fit ({steps!r}) has no use with batch_size/epochs: the fit runs "
                          f"epochs x (rows / batch_size) steps. Drop steps, or drop batch_size and epochs.")
@@ -112,7 +111,6 @@ def fit(model, likelihood, x=None, y=None, *, batch_size=None, epochs=None, vali
     if config.penalty is not None:
         raise ValueError("The 'penalty' parameter of fit is not available with minibatch training: penalized fits "
                          "run full-batch; drop batch_size and epochs.")
-    _positive_int("record_every", config.record_every)
     config = replace(config, steps=config.record_every).validated()  # steps is set from the batches below
     model = as_model(model)
     if not isinstance(likelihood, Likelihood):
