@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import warnings
 from pathlib import Path
 
@@ -219,10 +218,7 @@ def clear() -> list[str]:
             files = _files(folder, patterns, any_kind=True)  # a broken entry (a link, a pipe, a folder) goes too
             freed = sum(p.lstat().st_size for p in files if p.is_file() and not p.is_symlink())
             for p in files:
-                if p.is_dir() and not p.is_symlink():
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    p.unlink(missing_ok=True)
+                cache_bound.remove(p)
             if patterns is ENTRY_FILES:
                 (folder / cache_bound.LEDGER).unlink(missing_ok=True)  # the entries' total, now 0
         lines.append(f"Deleted {len(files)} files of {what} ({_size(freed)}) in {folder}")

@@ -35,7 +35,7 @@ import stat
 import time
 from pathlib import Path
 
-__all__ = ["LEDGER", "evict", "install", "installed"]
+__all__ = ["LEDGER", "evict", "install", "installed", "remove"]
 
 LEDGER = ".scanfit-bytes"
 STALE_SECONDS = 86_400.0  # a ledger older than this is checked against a listing of the directory
@@ -111,11 +111,11 @@ def _checked_get(cache, key: str):
     except OSError:
         return None  # not there: a miss
     if not stat.S_ISREG(mode):  # never opened: a pipe would block the read (and JAX's lock) for ever
-        _remove(path)
+        remove(path)
         return None
     value = _JAX["get"](cache, key)
     if value is not None and not _whole(value):
-        _remove(path)
+        remove(path)
         (path.with_name(f"{key}-atime")).unlink(missing_ok=True)
         return None
     return value
@@ -133,7 +133,8 @@ def _whole(value: bytes) -> bool:
         return False
 
 
-def _remove(path: Path) -> None:
+def remove(path: Path) -> None:
+    """Delete an entry of any kind (a file, a link, a pipe, a folder); a failure leaves it."""
     try:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
