@@ -91,6 +91,41 @@ def test_streamed_newton_from_a_sample_equals_statsmodels(logit_dir, monkeypatch
     np.testing.assert_allclose(r.summary()["std_err"], mem.summary()["std_err"], rtol=1e-10)
 
 
+@pytest.mark.parametrize("shrink", [1e-9, 100.0])
+def test_streamed_newton_passes_after_a_sample(logit_dir, monkeypatch, shrink):
+    """After the sample's steps the full passes are score passes while the held information's steps are
+    far from the maximum, a float32-X'WX ("newton") pass when one step from it is predicted to land at
+    the maximum, and the final pass when the step from a fresh information is; a sample whose
+    information is predicted to shrink the error a lot (small SAMPLE_SHRINK, as a large sample's) gives
+    score -> newton -> final. The answer, standard errors included, equals the in-memory fit's."""
+    from scanfit.engine import passes, stream, stream_newton
+
+    kinds = []
+    run = passes.run_pass
+
+    def spy(feeder, model, lik, kind, *args):
+        kinds.append((feeder.every, kind))
+        return run(feeder, model, lik, kind, *args)
+
+    monkeypatch.setattr(stream_newton, "SAMPLE_ROWS", 2000)
+    monkeypatch.setattr(stream_newton, "SAMPLE_SHRINK", shrink)
+    monkeypatch.setattr(stream_newton, "run_pass", spy)
+    monkeypatch.setattr(stream, "run_pass", spy)
+    path, frame = logit_dir
+    r = sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(path, target="y", batch_rows=700))
+    full = [k for every, k in kinds if every == 1]
+    assert r.status.code == "converged" and full.count("final") == 1 and full[-1] == "final"
+    assert len(r.history) == len(full)  # one history row per pass over all the rows
+    assert full[0] == "score" and full[-2] == "newton"  # the step before the final pass used a fresh X'WX
+    # predicted to shrink the error a lot, the first step with the sample's information is followed by a
+    # float32 X'WX at once (at 1e7 rows: score -> newton -> final); predicted to shrink it little, by score
+    # passes first (this sample of 2,000 rows shrinks it about 100-fold a step)
+    assert full[1] == ("newton" if shrink < 1 else "score")
+    mem = sf.fit(sf.Linear(), sf.Bernoulli(), frame.drop(columns="y").astype(np.float64), frame["y"])
+    np.testing.assert_allclose(coefs(r), coefs(mem), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(r.summary()["std_err"], mem.summary()["std_err"], rtol=1e-10)
+
+
 @pytest.mark.parametrize("family", ["bernoulli", "gaussian", "poisson"])
 def test_sub_blocks_give_the_whole_chunks_sums(family):
     """A GLM pass sums a chunk in sub-blocks (``lax.scan``, for the CPU's caches): every kind's sums
@@ -267,3 +302,17 @@ def test_saved_streamed_model_keeps_its_standard_errors(logit_dir, tmp_path):
 
     meta = persist.info(tmp_path / "model")
     assert "x3" in meta["summary_text"] and len(meta["inference"]["gradient"]) == 6
+
+
+def test_kept_chunks_live_in_one_populated_arena():
+    """The first pass keeps each chunk's x in memory mapped at once (``feeder._Arena``): zeroed, 64-byte
+    aligned (so a program call aliases it instead of copying), one slot per chunk, a new piece when the
+    estimate runs out."""
+    from scanfit.engine import feeder
+
+    arena = feeder._Arena(3 * 7 * 5 * 4 + 64)
+    slots = [arena.empty((7, 5), np.float32) for _ in range(4)]  # the fourth is beyond the estimate
+    for i, s in enumerate(slots):
+        assert s.ctypes.data % 64 == 0 and s.shape == (7, 5) and not s.any()
+        s[:] = i + 1
+    assert [float(s.mean()) for s in slots] == [1.0, 2.0, 3.0, 4.0]  # no slot overlaps another

@@ -10,7 +10,7 @@ How an epoch runs
 -----------------
 - The source is read in chunks of ``batch_rows`` rows rounded down to whole batches (at most the
   rows rounded up to one), so only an epoch's last batch can be partial; the first pass
-  (``passes.Feeder.describe``) learns the moments (standardization, the null model) and keeps the
+  (``feeder.Feeder.describe``) learns the moments (standardization, the null model) and keeps the
   chunks in memory when they fit the source's ``cache`` budget.
 - Each epoch shuffles from the fit's key (folded with ``_SHUFFLE``, the epoch and the chunk's
   position): chunks in memory in a random order, chunks streamed in a random order of the files;

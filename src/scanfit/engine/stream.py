@@ -39,7 +39,8 @@ from . import distributed, optimizers, stream_checks
 from .assemble import column_order
 from .config import FitConfig, settle
 from .outcome import FitError, FitWarning, Outcome, Status
-from .passes import GLM_KINDS, Feeder, mesh_of, run_pass
+from .feeder import Feeder, mesh_of
+from .passes import GLM_KINDS, run_pass
 from .progress import CtrlC, progress_bar
 from .stream_newton import NewtonSteps
 from .second_order import _glm_apply, apply_updates
