@@ -316,3 +316,31 @@ def test_kept_chunks_live_in_one_populated_arena():
         assert s.ctypes.data % 64 == 0 and s.shape == (7, 5) and not s.any()
         s[:] = i + 1
     assert [float(s.mean()) for s in slots] == [1.0, 2.0, 3.0, 4.0]  # no slot overlaps another
+
+
+def test_first_pass_takes_the_standardization_from_a_sample(tmp_path):
+    """describe(moments_every=k): the columns' moments from every k-th chunk (the chunks a Newton
+    fit's sample start uses), the weight, row count and target's moments from every chunk, and every
+    chunk still checked for missing or infinite values."""
+    from scanfit.data.precision import dtype_scope
+    from scanfit.engine import feeder
+
+    frame = logit_frame(n=6000, seed=3)
+    path = write(tmp_path / "m", frame, files=2, row_group=1000)
+    src = sf.Parquet(path, target="y", batch_rows=1000).aligned()
+    with dtype_scope("float64"):
+        full = feeder.Feeder(src, sf.Bernoulli(), "float64").describe()
+        part = feeder.Feeder(src, sf.Bernoulli(), "float64").describe(moments_every=3)
+    x = frame.drop(columns="y").to_numpy(np.float64)
+    sample = np.concatenate([x[i * 1000:(i + 1) * 1000] for i in (0, 3)])  # chunks 0 and 3 of 6
+    assert part.rows == full.rows == 6000 and part.weight == full.weight == 6000 and part.x_weight == 2000
+    np.testing.assert_allclose(part.mean, sample.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(part.center_scale(True)[1], sample.std(0), rtol=1e-12)
+    np.testing.assert_allclose(full.center_scale(True)[1], x.std(0), rtol=1e-12)
+    y = 2 * frame["y"].to_numpy() - 1  # Bernoulli's -1 / 1 coding
+    assert np.isclose(part.y_mean, y.mean(), rtol=1e-14) and np.isclose(part.y_m2, full.y_m2, rtol=1e-12)
+    bad = frame.copy()
+    bad.loc[4321, "x2"] = np.inf  # in chunk 4, whose moments are not taken
+    src = sf.Parquet(write(tmp_path / "bad", bad, files=2, row_group=1000), target="y", batch_rows=1000).aligned()
+    with pytest.raises(ValueError, match="'x2' of the Parquet data has NaN or infinite"), dtype_scope("float64"):
+        feeder.Feeder(src, sf.Bernoulli(), "float64").describe(moments_every=3)

@@ -36,10 +36,13 @@ class Moments:
     lgamma: float  # sum of w * lgamma(y + 1) (counts' intercept-only model)
     classes: np.ndarray | None  # weighted class totals (Categorical)
     likelihood: object  # prepared (Categorical learns its class count)
+    x_weight: float | None = None  # the weight behind mean and m2 (None: all of it; less: a sample's)
 
     def center_scale(self, centered: bool):
-        """The standardization, as ``data.design.Design.build`` computes it."""
-        scale = np.sqrt(self.m2 / self.weight) if self.weight > 0 else np.ones_like(self.mean)
+        """The standardization, as ``data.design.Design.build`` computes it (from a sample's moments
+        when the first pass took them on every k-th chunk only)."""
+        xw = self.weight if self.x_weight is None else self.x_weight
+        scale = np.sqrt(self.m2 / xw) if xw > 0 else np.ones_like(self.mean)
         center = self.mean.copy()
         flat = ~(scale > 1e-12 * np.maximum(1.0, np.abs(center)))
         center = np.where(flat | (not centered), 0.0, center)
@@ -155,31 +158,35 @@ class Feeder:
         lik2, yenc = lik.prepare(np.asarray(chunk.y), name=f"{name} (column {self.source.target!r})")
         return lik2, yenc
 
-    def describe(self) -> Moments:
-        """The first pass (see the module docstring); keeps the chunks when they fit the budget."""
+    def describe(self, moments_every: int = 1) -> Moments:
+        """The first pass (see the module docstring); keeps the chunks when they fit the budget.
+        ``moments_every=k``: the columns' moments (the standardization) from every k-th chunk only
+        (a sample, for fits whose answer does not depend on the standardization); every chunk is
+        still checked, and counted for the weight and the target's moments."""
+        moments_every = max(1, int(moments_every))
         kept = [] if self.keep else None
         if self.keep:
             chunks = -(-max(int(getattr(self.source, "n_rows", 0) or 0), 1) // self.rows)
             itemsize = np.dtype(getattr(self.source, "x_dtype", "float64")).itemsize
             self.arena = _Arena(chunks * (-(-self.rows * len(self.source.features) * itemsize // 64) * 64))
         try:
-            totals, error = self._scan(kept), None
+            totals, error = self._scan(kept, moments_every), None
         except Exception as err:  # the other processes learn of it in _totals instead of waiting for this one
             if distributed.process_count() == 1:
                 raise
             d = len(self.source.features)
             totals, error = ((0.0, np.zeros(d), np.zeros(d)), (0.0, 0.0, 0.0), 0, 0.0, {}, -1), err
         self.kept, self.arena = kept, None
-        return self._totals(*totals, error=error)
+        return self._totals(*totals, error=error, moments_every=moments_every)
 
-    def _scan(self, kept):
+    def _scan(self, kept, moments_every=1):
         """This process's chunks, checked, as ``(stats, ystats, rows, lgamma sum, class totals, top label)``."""
         src, lik = self.source, self.likelihood
         names = src.features
         stats = (0.0, np.zeros(len(names)), np.zeros(len(names)))
         ystats, rows, lgam, top = (0.0, 0.0, 0.0), 0, 0.0, -1
         classes = {}
-        for chunk in src.chunks():
+        for i, chunk in enumerate(src.chunks()):
             y = np.asarray(chunk.y)
             if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
                 bad = ~np.isfinite(y)
@@ -188,7 +195,11 @@ class Feeder:
                                  f"{rows + int(np.argmax(bad))}); drop or fill them before the fit.")
             lik_c, yenc = self._encode(chunk, lik)
             device = self._device(chunk, yenc)
-            wc, mc, m2c, finite, ym, ym2 = jax.device_get(_moments(*device))
+            if i % moments_every == 0:  # the columns' moments (the standardization) on every k-th chunk
+                wc, mc, m2c, finite, ym, ym2 = jax.device_get(_moments(*device))
+            else:  # the others are checked and counted: a fit with a sample start needs no more of them
+                wc, finite, ym, ym2 = jax.device_get(_checked(*device))
+                mc = None
             bad = ~finite
             if bad.any():
                 raise ValueError(f"The column {names[int(np.argmax(bad))]!r} of the Parquet data has NaN or infinite "
@@ -205,7 +216,8 @@ class Feeder:
                 for k, v in enumerate(classes_c):
                     classes[k] = classes.get(k, 0.0) + v
             if wc > 0:
-                stats = _merge(stats, (float(wc), np.asarray(mc, np.float64), np.asarray(m2c, np.float64)))
+                if mc is not None:
+                    stats = _merge(stats, (float(wc), np.asarray(mc, np.float64), np.asarray(m2c, np.float64)))
                 ystats = _merge(ystats, (float(wc), float(ym), float(ym2)))
             if lik.name in ("poisson", "negativebinomial"):
                 lgam += float(w @ special.gammaln(yenc + 1.0))
@@ -214,7 +226,7 @@ class Feeder:
                 kept.append(device)
         return stats, ystats, rows, lgam, classes, top
 
-    def _totals(self, stats, ystats, rows, lgam, classes, top, error=None) -> Moments:
+    def _totals(self, stats, ystats, rows, lgam, classes, top, error=None, moments_every=1) -> Moments:
         lik = self.likelihood
         if distributed.process_count() > 1:  # gather every process's moments, merged in process order
             head = distributed.allgather(np.array([top, error is not None, rows]))
@@ -248,13 +260,14 @@ class Feeder:
                 raise ValueError(f"The Categorical likelihood with {k} classes needs labels in 0..{k - 1}; the data "
                                  f"has label {top}.")
             lik = replace(lik, n_classes=k)
-        weight = float(stats[0])
+        weight = float(ystats[0])
         if rows == 0 or not weight > 0:
             raise ValueError(f"The Parquet data {self.source.path!r} has no rows with positive weight.")
         counts = None if lik.name != "categorical" else np.array([classes.get(c, 0.0) for c in range(lik.n_classes)])
         self.likelihood = lik
         return Moments(rows, weight, np.asarray(stats[1], np.float64), np.asarray(stats[2], np.float64),
-                       float(ystats[1]), float(ystats[2]), lgam, counts, lik)
+                       float(ystats[1]), float(ystats[2]), lgam, counts, lik,
+                       None if moments_every == 1 else float(stats[0]))
 
     def sampled(self, every: int) -> "Feeder":
         """This feeder over about one ``every``-th of the rows, spread over the data: every
@@ -292,6 +305,16 @@ def _squares(x, y, w, rows, mean, ymean):
     wt = _weights(x, w, rows)
     return (jnp.sum(jnp.square(x.astype(wt.dtype) - mean[None, :]) * wt[:, None], axis=0),
             jnp.sum(jnp.square(y.astype(wt.dtype) - ymean) * wt))
+
+
+@jax.jit
+def _checked(x, y, w, off, rows):
+    """A chunk's weight, whether each column is finite, and the target's mean and sum of squared
+    deviations (``_moments`` without the columns' moments: one cheap program)."""
+    wt = _weights(x, w, rows)
+    total = jnp.sum(wt)
+    ymean = jnp.sum(y.astype(wt.dtype) * wt) / jnp.maximum(total, jnp.finfo(total.dtype).tiny)
+    return total, jnp.all(jnp.isfinite(x), axis=0), ymean, jnp.sum(jnp.square(y.astype(wt.dtype) - ymean) * wt)
 
 
 def _moments(x, y, w, off, rows):

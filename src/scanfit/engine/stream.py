@@ -116,7 +116,8 @@ class _Fit(NewtonSteps):
         self.model, self.config, self.progress, self.throw = model, config, progress, throw
         self.source, self.init_params = source, init_params
         self.feeder = Feeder(source, likelihood, config.dtype, mesh=mesh)
-        self.moments = self.feeder.describe()
+        every = self.sample_every(model, glm_family(model, likelihood), config, init_params, source.n_rows)
+        self.moments = self.feeder.describe(moments_every=every)
         self.lik = self.feeder.likelihood
         self.family = glm_family(model, self.lik)
         self.mle = has_mle(model, self.lik)

@@ -140,6 +140,17 @@ class NewtonSteps:
             return None
         return self.apply(params, 1.0, direction)
 
+    @staticmethod
+    def sample_every(model, family, config, init_params, rows: int) -> int:
+        """k when Newton will start on every k-th chunk (``warm_start``: at least 4 x ``SAMPLE_ROWS``
+        rows, ``Linear`` with a scalar GLM family, float64, no ``init_params``), else 1. The first pass
+        then takes the columns' moments (the standardization, a preconditioning: the answer does not
+        depend on it) from those chunks only."""
+        every = int(rows) // SAMPLE_ROWS
+        newton = (config.optimizer == "newton" and family in SCALAR_FAMILIES and model.name == "linear"
+                  and config.dtype == "float64" and init_params is None)
+        return every if newton and every >= 4 else 1
+
     def warm_start(self, params):
         """Newton's float32 steps on about ``SAMPLE_ROWS`` rows spread over the data (every k-th
         chunk or row group), from ``params`` until the predicted gain is below ``ROUGH_UNTIL``: the
