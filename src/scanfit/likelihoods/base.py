@@ -23,7 +23,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Likelihood", "wmean", "np_wmean", "split_target"]
+__all__ = ["Likelihood", "wmean", "np_wmean", "np_xlogy", "split_target"]
 
 
 def split_target(target):
@@ -45,6 +45,14 @@ def np_wmean(a, w=None) -> float:
     """NumPy twin of :func:`wmean` for raw (unnormalized) weights."""
     a = np.asarray(a, np.float64)
     return float(np.mean(a)) if w is None else float(np.sum(w * a) / np.sum(w))
+
+
+def np_xlogy(x, y):
+    """``x * log(y)``, 0 where ``x`` is 0 (``scipy.special.xlogy``, whose import takes about 0.3 s of a
+    fresh process: ``scanfit fit`` on a logit imports no ``scipy.special``)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x == 0, 0.0, x * np.log(np.where(x == 0, 1.0, y)))
 
 
 class Likelihood:

@@ -15,10 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import log_ndtr, ndtr
-from scipy.special import xlogy
 
 from . import native
-from .base import Likelihood, np_wmean, wmean
+from .base import Likelihood, np_wmean, np_xlogy, wmean
 
 __all__ = ["Bernoulli", "log_sigmoid", "bernoulli_pass", "sum_log1p"]
 
@@ -203,7 +202,7 @@ class Bernoulli(Likelihood):
 
     def null_objective(self, y_train, y_eval, w_train=None, w_eval=None, offset_train=None, offset_eval=None):
         p, q = np_wmean(y_train > 0, w_train), np_wmean(y_eval > 0, w_eval)
-        return float(xlogy(q, p) + xlogy(1.0 - q, 1.0 - p))
+        return float(np_xlogy(q, p) + np_xlogy(1.0 - q, 1.0 - p))
 
     def loglik(self, index, y, **kw):
         return _log_cdf(y * index, self.link)

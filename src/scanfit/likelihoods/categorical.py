@@ -7,9 +7,8 @@ from dataclasses import dataclass, replace
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy.special import xlogy
 
-from .base import Likelihood, wmean
+from .base import Likelihood, np_xlogy, wmean
 
 __all__ = ["Categorical"]
 
@@ -63,7 +62,7 @@ class Categorical(Likelihood):
         p = np.bincount(y_train, weights=w_train, minlength=k)
         q = np.bincount(y_eval, weights=w_eval, minlength=k)
         p, q = p / max(p.sum(), 1e-300), q / max(q.sum(), 1e-300)
-        return float(np.sum(xlogy(q, p)))
+        return float(np.sum(np_xlogy(q, p)))
 
     def loglik(self, index, y, **kw):
         return self._logp(index, y)
