@@ -11,8 +11,6 @@ docs/scale.md explains the choices and what they cost.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from . import distributed
@@ -24,14 +22,11 @@ __all__ = ["NewtonSteps", "ROUGH_UNTIL", "SAMPLE_ROWS"]
 
 ROUGH_UNTIL = 1e-6  # Newton's float32 passes end when the gain a step predicts is below this (relative)
 SAMPLE_ROWS = 1_000_000  # Newton's first float32 steps run on a sample of about this many rows (>= 4x as many)
-SAMPLE_SHRINK = 100.0  # a sample's information shrinks the gain of a step by about this / its rows (or less)
 
 
 class NewtonSteps:
     """Newton's method over passes; the host class gives ``evaluate``, ``record``, ``apply``,
     ``_converged``, ``feeder``, ``moments``, ``config`` and the model's pieces."""
-
-    first_shrink = 1.0  # how much the first step with a held information shrinks the gain (a sample's: less)
 
     def newton(self, params, rows, bar):
         cfg, W = self.config, self.moments.weight
@@ -61,29 +56,17 @@ class NewtonSteps:
             slope = float(g @ direction)
             # at the maximum (a small gradient too: its last full step is taken, as in memory)
             near = not rough and (0.5 * slope <= self.near_gain(value) or np.linalg.norm(g) < cfg.tol)
-            if near and held is not None and "meat" in sums:  # this pass was predicted to be the final one
-                polished = self.polish(params, sums)
-                if polished is not None:
-                    return polished, sums, self._converged(step)
             switch = rough and 0.5 * slope <= ROUGH_UNTIL * max(1.0, abs(value))  # close: the rest in float64
             if switch:
                 held = h  # close to the maximum the information changes little: the float64 steps keep it
             rough = rough and not switch
             kind = "rough" if rough else "newton"
             if held is not None:
-                # the held information shrinks the gain by about the ratio of successive gains (a sample's
-                # information: about SAMPLE_SHRINK / rows of the sample): the pass at the next point forms
-                # a fresh float32 X'WX when one step from it is predicted to land at the maximum (within
-                # ~1e-12, where the final pass's information is taken), and is the final pass itself when
-                # this step, with a fresh information, is predicted to land there
-                ahead = 0.5 * slope * (min(1.0, 0.5 * slope / gain) if gain else self.first_shrink)
-                scale = max(1.0, abs(value))
-                if "h" in sums and ahead <= self.near_gain(value) and self.mle:
-                    kind = "final"
-                elif ahead <= 0.1 * math.sqrt(self.near_gain(value) / scale) * scale:
-                    kind = "newton"
-                else:
-                    kind = "score"
+                # the held information shrinks the error by about the ratio of successive gains: when the
+                # next pass is predicted to be the last, it forms a fresh float32 X'WX too, so that the last
+                # step lands within ~1e-12 of the maximum, where the final pass's information is taken
+                ahead = 0.5 * slope * (min(1.0, 0.5 * slope / gain) if gain else 1.0)
+                kind = "newton" if ahead <= self.near_gain(value) else "score"
                 gain = 0.5 * slope
             t, halvings, redo = 1.0, 0, False
             while True:
@@ -178,7 +161,6 @@ class NewtonSteps:
             direction = distributed.broadcast(_solve_pd(h, g))
             slope = float(g @ direction)
             if 0.5 * slope <= ROUGH_UNTIL * max(1.0, abs(value)):
-                self.first_shrink = min(1.0, SAMPLE_SHRINK * every / self.moments.rows)
                 return params, h
             t = 1.0
             for _ in range(8):
