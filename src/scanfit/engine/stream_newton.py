@@ -129,10 +129,9 @@ class NewtonSteps:
         rows, ``Linear`` with a scalar GLM family, float64, no ``init_params``), else 1. The first pass
         then takes the columns' moments (the standardization, a preconditioning: the answer does not
         depend on it) from those chunks only."""
-        every = int(rows) // SAMPLE_ROWS
         newton = (config.optimizer == "newton" and family in SCALAR_FAMILIES and model.name == "linear"
                   and config.dtype == "float64" and init_params is None)
-        return every if newton and every >= 4 else 1
+        return _sample_every(rows) if newton else 1
 
     def warm_start(self, params):
         """Newton's float32 steps on about ``SAMPLE_ROWS`` rows spread over the data (every k-th
@@ -141,8 +140,8 @@ class NewtonSteps:
         the sample's information (held) shrink the error ~1000-fold each. Returns the parameters and
         that information, or ``(params, None)`` when the data are small or the sample does not settle
         (the fit then runs its float32 steps on all the rows)."""
-        every = self.moments.rows // SAMPLE_ROWS
-        if every < 4:
+        every = _sample_every(self.moments.rows)
+        if every == 1:
             return params, None
         feeder = self.feeder.sampled(every)
         start = params
@@ -173,6 +172,13 @@ class NewtonSteps:
                 return start, None
             params, sums = cand, cs
         return start, None
+
+
+def _sample_every(rows: int) -> int:
+    """Every k-th chunk or row group makes a sample of about ``SAMPLE_ROWS`` rows; 1 (no sample) below
+    four samples' worth of rows."""
+    every = int(rows) // SAMPLE_ROWS
+    return every if every >= 4 else 1
 
 
 def _secant(h, step, change):
