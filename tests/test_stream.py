@@ -337,3 +337,18 @@ def test_first_pass_takes_the_standardization_from_a_sample(tmp_path):
     src = sf.Parquet(write(tmp_path / "bad", bad, files=2, row_group=1000), target="y", batch_rows=1000).aligned()
     with pytest.raises(ValueError, match="'x2' of the Parquet data has NaN or infinite"), dtype_scope("float64"):
         feeder.Feeder(src, sf.Bernoulli(), "float64").describe(moments_every=3)
+
+
+def test_sample_start_from_sample_rows_on(logit_dir, monkeypatch):
+    """The sample start runs from SAMPLE_ROWS rows on: every k-th chunk for about SAMPLE_ROWS rows, at
+    least every 4th (a quarter of the rows between one and four SAMPLE_ROWS); the answer is unchanged."""
+    from scanfit.engine import stream_newton
+
+    monkeypatch.setattr(stream_newton, "SAMPLE_ROWS", 8000)
+    assert [stream_newton._sample_every(n) for n in (7999, 8000, 20_000, 40_000, 100_000)] == [1, 4, 4, 5, 12]
+    path, frame = logit_dir  # 20,000 rows: every 4th chunk
+    r = sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(path, target="y", batch_rows=700))
+    assert r.status.code == "converged" and "on a sample of the rows" in r.status.message
+    mem = sf.fit(sf.Linear(), sf.Bernoulli(), frame.drop(columns="y").astype(np.float64), frame["y"])
+    np.testing.assert_allclose(coefs(r), coefs(mem), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(r.summary()["std_err"], mem.summary()["std_err"], rtol=1e-10)
