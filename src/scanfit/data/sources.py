@@ -295,7 +295,6 @@ def _release():
         import pyarrow as pa
 
         pa.default_memory_pool().release_unused()
-        pa.system_memory_pool().release_unused()  # the chunks' x (``_pool``): malloc_trim
     except Exception:  # noqa: BLE001 - a pass closed while the interpreter exits: nothing to hand back
         pass
 
