@@ -40,7 +40,7 @@ def cache(tmp_path, monkeypatch, genuine):
     monkeypatch.setenv("SCANFIT_CACHE", str(tmp_path / "cache"))
     compiled = []
 
-    def fast_compile(compiler, target):
+    def fast_compile(compiler, target, source=native.SOURCE):
         compiled.append(target)
         Path(target).write_bytes(genuine)
     monkeypatch.setattr(native, "_compile", fast_compile)

@@ -167,7 +167,13 @@ def test_chunks_follow_the_row_groups(tmp_path):
     assert every == [500] * 6
 
 
-def test_streamed_equals_in_memory_fit(logit_dir):
+@pytest.mark.parametrize("native", [True, False])
+def test_streamed_equals_in_memory_fit(logit_dir, monkeypatch, native):
+    """With the native GLM pass (a CPU with a C++ compiler) and with XLA's programs."""
+    from scanfit.engine import passes
+
+    if not native:
+        monkeypatch.setattr(passes, "native_glm_pass", lambda *args: None)
     path, frame = logit_dir
     r = sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(path, target="y", batch_rows=4096))
     m = sf.fit(sf.Linear(), sf.Bernoulli(), frame.drop(columns="y").astype(np.float64), frame["y"])

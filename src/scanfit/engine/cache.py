@@ -185,7 +185,7 @@ def _files(folder: Path, patterns: tuple[str, ...], *, any_kind: bool = False) -
 
 
 ENTRY_FILES = ("*-cache", "*-atime")  # JAX's names: <key>-cache (the program), <key>-atime (its last use)
-KERNEL_FILES = ("bernoulli-*.so", "bernoulli-*.so.sha256")
+KERNEL_FILES = ("bernoulli-*.so", "bernoulli-*.so.sha256", "glm-*.so", "glm-*.so.sha256")
 PROGRAM_FILES = ("*.prog", "*.prog*.tmp")  # programs.py's entries and its temporary files
 
 

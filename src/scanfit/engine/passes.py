@@ -9,6 +9,8 @@ Sums are reduced over the chunks here, over the devices of a mesh by the compile
 of each chunk are sharded over the local devices), and over processes by ``distributed.allreduce``.
 
 The chunks come from ``engine.feeder.Feeder`` (its first pass learns the moments and keeps the chunks).
+On a CPU, the GLM passes of the Gaussian and logit likelihoods are summed by native code instead
+(``engine.native_pass``), with the same sums.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..likelihoods import streamed as lstats
 from ..models.core import forward
 from . import distributed
 from .feeder import Feeder, Moments, mesh_of
+from .native_pass import native_glm_pass
 from .second_order import _glm_gradient, _glm_information, gram
 
 __all__ = ["Feeder", "Moments", "run_pass", "mesh_of", "GLM_KINDS"]
@@ -200,10 +203,12 @@ _SHAPES: dict = {}  # the sums' shapes per program and input shapes (eval_shape 
 
 def run_pass(feeder, model, lik, kind, family, params, center, scale, dtype):
     """The sums of one pass at ``params`` (NumPy float64), over chunks, devices and processes."""
-    block = BLOCK_ROWS if feeder.mesh is None and jax.default_backend() == "cpu" else 0  # a CPU's caches
-    body, program = _program(model, lik, kind, family, center is not None, dtype, block)
     try:
-        acc = _local_pass(feeder, body, program, params, center, scale)
+        acc = native_glm_pass(feeder, model, lik, kind, family, params, center, scale, dtype)
+        if acc is None:  # no native pass here: XLA's programs
+            block = BLOCK_ROWS if feeder.mesh is None and jax.default_backend() == "cpu" else 0  # a CPU's caches
+            body, program = _program(model, lik, kind, family, center is not None, dtype, block)
+            acc = _local_pass(feeder, body, program, params, center, scale)
     except Exception:
         if distributed.process_count() > 1:  # tell the others, who would otherwise wait for this process
             distributed.allgather(np.array([1.0]))

@@ -2,15 +2,18 @@
 ``jax.ffi`` inside the compiled loop. Each has a pure-JAX twin that gives the same numbers;
 without a compiler (or with ``SCANFIT_NATIVE=0``) scanfit uses the twin, only slower.
 
-The one kernel today is the Bernoulli pass (``bernoulli.cc``): objective, counts and gradient
-weights in one loop over the observations. The library is cached in ``$SCANFIT_CACHE`` (default
-``~/.cache/scanfit``) under a name that hashes the source, the flags, the compiler and the CPU.
+Two kernels: the Bernoulli pass (``bernoulli.cc``, called through ``jax.ffi``): objective, counts
+and gradient weights in one loop over the observations; and the streamed GLM pass (``glm.cc``,
+called with ``ctypes`` by ``engine.native_pass`` on chunks in host memory): a chunk's sums for
+Newton's passes. Each library is cached in ``$SCANFIT_CACHE`` (default ``~/.cache/scanfit``) under a
+name that hashes its source, the flags, the compiler and the CPU.
 
 Only a library that scanfit built is loaded. The cache directory must be this user's and closed
 to others (it is created 0700, an own directory open to reading is tightened to 0700, one that
 others may write to or that another user owns is refused: the pure-JAX kernels are used and
 ``status()`` says why). Each library is compiled in a private temporary directory, renamed into
-place, and its SHA-256 is written next to it (``bernoulli-<key>.so.sha256``, also atomically).
+place, and its SHA-256 is written next to it (``bernoulli-<key>.so.sha256``, ``glm-<key>.so.sha256``,
+also atomically).
 Before a cached library is loaded its bytes are read through one open descriptor and hashed; a
 missing or different digest means rebuild, never load, and the descriptor that was hashed is the
 one that is loaded (``/proc/self/fd/N`` on Linux), so a file swapped in meanwhile is not.
@@ -35,10 +38,11 @@ from pathlib import Path
 
 import jax
 
-__all__ = ["bernoulli_target", "cache_base", "cpu_signature", "private_dir", "status"]
+__all__ = ["bernoulli_target", "cache_base", "cpu_signature", "glm_library", "private_dir", "status"]
 
 TARGET = "scanfit_bernoulli_pass"
 SOURCE = Path(__file__).with_name("bernoulli.cc")
+GLM_SOURCE = Path(__file__).with_name("glm.cc")
 # No -ffast-math: NaN and inf must propagate. Associative math lets the sums vectorize.
 FLAGS = ["-O3", "-std=c++17", "-shared", "-fPIC", "-w", "-fno-math-errno", "-fassociative-math",
          "-fno-signed-zeros", "-fno-trapping-math"]
@@ -139,11 +143,11 @@ def _recorded_digest(sidecar: Path) -> str | None:
     return text if len(text) == 64 and all(c in "0123456789abcdef" for c in text) else None
 
 
-def _compile(compiler: str, target: Path) -> None:
+def _compile(compiler: str, target: Path, source: Path = SOURCE) -> None:
     include = jax.ffi.include_dir()
     errors = []
     for extra in (NATIVE_FLAGS, []):  # a compiler without -march=native still builds a portable kernel
-        cmd = [compiler, *FLAGS, *extra, f"-I{include}", str(SOURCE), "-o", str(target)]
+        cmd = [compiler, *FLAGS, *extra, f"-I{include}", str(source), "-o", str(target)]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         if done.returncode == 0:
             return
@@ -151,14 +155,14 @@ def _compile(compiler: str, target: Path) -> None:
     raise RuntimeError(f"{compiler} failed: {errors[-1]}")
 
 
-def _build(compiler: str, lib_path: Path) -> int:
+def _build(compiler: str, lib_path: Path, source: Path = SOURCE) -> int:
     """Compile into a private temporary directory, open and hash the result, then rename it into
     place and record its digest beside it (both renames atomic); the open descriptor is returned,
     so what is loaded is what was built even if another process replaces the file meanwhile."""
     sidecar = lib_path.with_name(lib_path.name + ".sha256")
     with tempfile.TemporaryDirectory(dir=lib_path.parent) as tmp:  # mkdtemp: mode 0700
         target = Path(tmp) / lib_path.name
-        _compile(compiler, target)
+        _compile(compiler, target, source)
         os.chmod(target, 0o700)
         digest = hashlib.sha256(target.read_bytes()).hexdigest()
         fd = _open_verified(target, digest)
@@ -174,23 +178,23 @@ def _build(compiler: str, lib_path: Path) -> int:
     return fd
 
 
-def _key(compiler: str) -> str:
+def _key(compiler: str, source: Path = SOURCE) -> str:
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
-    return hashlib.sha256("\n".join([SOURCE.read_text(), " ".join(FLAGS + NATIVE_FLAGS), version,
+    return hashlib.sha256("\n".join([source.read_text(), " ".join(FLAGS + NATIVE_FLAGS), version,
                                      cpu_signature(), jax.__version__]).encode()).hexdigest()[:16]
 
 
-def load_library(compiler: str) -> tuple[ctypes.CDLL, Path, bool]:
+def load_library(compiler: str, source: Path = SOURCE) -> tuple[ctypes.CDLL, Path, bool]:
     """The kernel library for this source, flags, compiler and CPU: ``(library, path, built)``.
 
     Loaded from the cache only when its bytes match the digest recorded when scanfit built it;
     otherwise (absent, planted, altered, half-written) it is built again and the new build is loaded.
     """
-    lib_path = _cache_dir() / f"bernoulli-{_key(compiler)}.so"
+    lib_path = _cache_dir() / f"{source.stem}-{_key(compiler, source)}.so"
     fd = _open_verified(lib_path, _recorded_digest(lib_path.with_name(lib_path.name + ".sha256")))
     built = fd is None
     if built:
-        fd = _build(compiler, lib_path)
+        fd = _build(compiler, lib_path, source)
     try:
         by_fd = f"/proc/self/fd/{fd}"
         return ctypes.CDLL(by_fd if os.path.exists(by_fd) else str(lib_path)), lib_path, built
@@ -207,7 +211,7 @@ def bernoulli_target() -> bool:
     if TARGET in _REGISTERED:  # XLA keeps a registered target for the life of the process
         _STATUS[0] = _REGISTERED[TARGET]
         return True
-    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    compiler = _compiler()
     if compiler is None:
         _STATUS[0] = "no C++ compiler found (set CXX); using the pure-JAX kernels"
         return False
@@ -219,3 +223,37 @@ def bernoulli_target() -> bool:
         return False
     _STATUS[0] = _REGISTERED[TARGET] = f"{'compiled' if built else 'cached'}: {lib_path}"
     return True
+
+
+def _compiler() -> str | None:
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+
+
+GLM_STATUS = ["not built yet"]
+
+
+@functools.lru_cache(maxsize=1)
+def glm_library() -> ctypes.CDLL | None:
+    """The streamed GLM pass's library (``glm.cc``), built once and loaded; None when it is not
+    available (``SCANFIT_NATIVE=0``, no compiler, a failed build: ``GLM_STATUS`` says why), and the
+    streamed passes run as XLA programs, which give the same sums."""
+    if os.environ.get("SCANFIT_NATIVE", "1") == "0":
+        GLM_STATUS[0] = "disabled by SCANFIT_NATIVE=0"
+        return None
+    compiler = _compiler()
+    if compiler is None:
+        GLM_STATUS[0] = "no C++ compiler found (set CXX); the streamed passes run as XLA programs"
+        return None
+    try:
+        lib, lib_path, built = load_library(compiler, GLM_SOURCE)
+        i64, i32, f64, ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_double, ctypes.c_void_p
+        lib.scanfit_glm_size.restype = i64
+        lib.scanfit_glm_size.argtypes = [i64, i32, i32, i32, i32, i32]
+        lib.scanfit_glm_pass.restype = i32
+        lib.scanfit_glm_pass.argtypes = [ptr, i32, i64, i64, ptr, ptr, ptr, ptr, f64, i32, ptr, ptr, i32, i32, i32,
+                                         i32, f64, i32, ptr]
+    except Exception as err:  # the XLA programs give the same sums
+        GLM_STATUS[0] = f"not available ({type(err).__name__}: {err}); the streamed passes run as XLA programs"
+        return None
+    GLM_STATUS[0] = f"{'compiled' if built else 'cached'}: {lib_path}"
+    return lib
