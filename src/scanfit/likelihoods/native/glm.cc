@@ -56,9 +56,52 @@ inline double exp_nonpositive(double x) {
 inline double log1p_unit(double e) {
   const double t = e / (2.0 + e);
   const double t2 = t * t;
-  double s = 1.0 / 37.0;
-  for (int k = 17; k >= 0; --k) s = s * t2 + 1.0 / (2 * k + 1);
+  double s = 1.0 / 37.0;  // written out: a loop here would keep the rows' loop from vectorizing
+  s = s * t2 + 1.0 / 35.0;
+  s = s * t2 + 1.0 / 33.0;
+  s = s * t2 + 1.0 / 31.0;
+  s = s * t2 + 1.0 / 29.0;
+  s = s * t2 + 1.0 / 27.0;
+  s = s * t2 + 1.0 / 25.0;
+  s = s * t2 + 1.0 / 23.0;
+  s = s * t2 + 1.0 / 21.0;
+  s = s * t2 + 1.0 / 19.0;
+  s = s * t2 + 1.0 / 17.0;
+  s = s * t2 + 1.0 / 15.0;
+  s = s * t2 + 1.0 / 13.0;
+  s = s * t2 + 1.0 / 11.0;
+  s = s * t2 + 1.0 / 9.0;
+  s = s * t2 + 1.0 / 7.0;
+  s = s * t2 + 1.0 / 5.0;
+  s = s * t2 + 1.0 / 3.0;
+  s = s * t2 + 1.0 / 1.0;
   return 2.0 * t * s;
+}
+
+// mat (p x p, row-major) += the products of zv's columns (column-major, kRows apart; columns p up to
+// a multiple of 4 are zero) over nb rows, in 4 x 4 tiles of the lower triangle (the diagonal tiles
+// whole): 16 sums per pass over 8 columns keep the multiply-adds, not the loads, the limit.
+inline void Products(const double* __restrict zv, int64_t p, int64_t nb, double* __restrict mat) {
+  for (int64_t jb = 0; jb < p; jb += 4) {
+    const double *a0 = zv + jb * kRows, *a1 = a0 + kRows, *a2 = a1 + kRows, *a3 = a2 + kRows;
+    for (int64_t kb = 0; kb <= jb; kb += 4) {
+      const double *b0 = zv + kb * kRows, *b1 = b0 + kRows, *b2 = b1 + kRows, *b3 = b2 + kRows;
+      double s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+      double s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+      for (int64_t i = 0; i < nb; ++i) {
+        const double x0 = a0[i], x1 = a1[i], x2 = a2[i], x3 = a3[i];
+        const double y0 = b0[i], y1 = b1[i], y2 = b2[i], y3 = b3[i];
+        s00 += x0 * y0; s01 += x0 * y1; s02 += x0 * y2; s03 += x0 * y3;
+        s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3;
+        s20 += x2 * y0; s21 += x2 * y1; s22 += x2 * y2; s23 += x2 * y3;
+        s30 += x3 * y0; s31 += x3 * y1; s32 += x3 * y2; s33 += x3 * y3;
+      }
+      const double sums[4][4] = {{s00, s01, s02, s03}, {s10, s11, s12, s13}, {s20, s21, s22, s23},
+                                 {s30, s31, s32, s33}};
+      for (int64_t u = 0; u < 4 && jb + u < p; ++u)
+        for (int64_t v = 0; v < 4 && kb + v <= jb + u; ++v) mat[(jb + u) * p + kb + v] += sums[u][v];
+    }
+  }
 }
 
 struct Spec {
@@ -152,15 +195,7 @@ void Block(const Spec& s, const T* __restrict x, const double* __restrict y, con
       double* dst = zv + j * kRows;
       for (int64_t i = 0; i < nb; ++i) dst[i] = col[i] * sq[i];
     }
-    for (int64_t j = 0; j < p; ++j) {
-      const double* a = zv + j * kRows;
-      for (int64_t k = 0; k <= j; ++k) {
-        const double* b = zv + k * kRows;
-        double sum = 0.0;
-        for (int64_t i = 0; i < nb; ++i) sum += a[i] * b[i];
-        mat[j * p + k] += sum;
-      }
-    }
+    Products(zv, p, nb, mat);
     mat += p * p;
   }
   if (s.want_extreme) *mat += extreme;
@@ -169,7 +204,8 @@ void Block(const Spec& s, const T* __restrict x, const double* __restrict y, con
 template <typename T>
 void Tiles(const Spec& s, const T* x, const double* y, const double* w, const double* off, int64_t rows,
            int64_t first, int64_t step, double* partial) {
-  std::vector<double> z(s.p * kRows), zv(s.p * kRows);
+  const int64_t padded = (s.p + 3) / 4 * 4;  // the products' tiles read up to 3 zero columns more
+  std::vector<double> z(padded * kRows, 0.0), zv(padded * kRows, 0.0);
   const int64_t tiles = (rows + kTile - 1) / kTile;
   for (int64_t t = first; t < tiles; t += step) {
     double* out = partial + t * s.size;
