@@ -100,3 +100,82 @@ def test_native_pass_applies_only_where_it_gives_the_same_sums():
                                        "float32") is None
     assert native_pass.native_glm_pass(feeder, sf.Linear(), sf.Bernoulli(), "grad", None, *args[:3],
                                        "float64") is None
+
+
+@pytest.mark.parametrize("xdtype", [np.float32, np.float64])
+def test_native_moments_equal_the_first_pass_programs(xdtype):
+    """A first pass's chunk numbers (weight, column means and squared deviations, finiteness, the
+    target's mean and squared deviations) equal the feeder's XLA programs; NaN and inf are found."""
+    import jax
+
+    from scanfit.data.precision import dtype_scope
+    from scanfit.engine import feeder
+
+    lib = native_pass.moments_library(None, "float64")
+    rng = np.random.default_rng(11)
+    n = 900
+    x = (rng.normal(size=(n, 5)) * [1, 10, 1e3, 0.1, 5] + [0, 1e4, 3, 1, -2]).astype(xdtype)
+    y, w = rng.normal(size=n), rng.uniform(0, 2, n)
+    for weights in (w, None):
+        with dtype_scope("float64"):
+            ref = jax.device_get(feeder._moments(x, y, weights, None, np.int32(n)))
+            checked = jax.device_get(feeder._checked(x, y, weights, None, np.int32(n)))
+        got = native_pass.native_moments(lib, x, y, weights, True)
+        for a, b in zip(ref, got):
+            np.testing.assert_allclose(np.asarray(b, np.float64), np.asarray(a, np.float64), rtol=1e-13)
+        cheap = native_pass.native_moments(lib, x, y, weights, False)
+        assert cheap[1] is None and cheap[2] is None
+        for a, b in zip(checked, (cheap[0], cheap[3], cheap[4], cheap[5])):
+            np.testing.assert_allclose(np.asarray(b, np.float64), np.asarray(a, np.float64), rtol=1e-13)
+    x[3, 2], x[n - 1, 4] = np.inf, np.nan
+    for moments in (True, False):
+        assert native_pass.native_moments(lib, x, y, None, moments)[3].tolist() == [True, True, False, True, False]
+
+
+def test_native_pass_propagates_nan():
+    """A NaN parameter gives a NaN objective and gradient, an infinite one an objective of -inf, as XLA's
+    program does (the engine's divergence checks need them)."""
+    rng = np.random.default_rng(2)
+    chunks = _chunks("bernoulli", np.float32, False, rng)
+    for beta0 in (np.nan, np.inf):
+        params = {"beta0": np.float64(beta0), "beta1": np.zeros(4)}
+        got = native_pass.native_glm_pass(_Feeder(chunks), sf.Linear(), sf.Bernoulli(), "newton", "bernoulli",
+                                          params, np.zeros(4), np.ones(4), "float64")
+        if np.isnan(beta0):
+            assert np.isnan(got["terms"][0]) and np.all(np.isnan(got["g"]))
+        else:
+            assert got["terms"][0] == -np.inf
+
+
+def test_streamed_logit_loads_no_program_but_the_statistics(tmp_path):
+    """With the native passes a streamed logit runs without XLA programs for the first pass, the start or
+    the steps: a fresh process compiles (or loads) only the history's statistics and the user's scale."""
+    import subprocess
+    import sys
+    import textwrap
+
+    pd = pytest.importorskip("pandas")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(3000, 3)).astype(np.float32), columns=["a", "b", "c"])
+    frame["y"] = (rng.random(3000) < 1 / (1 + np.exp(-frame["a"].to_numpy()))).astype(np.float32)
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "d.parquet")
+    code = textwrap.dedent(f"""
+        import logging, jax
+        jax.config.update("jax_log_compiles", True)
+        names = []
+        class Grab(logging.Handler):
+            def emit(self, record):
+                text = record.getMessage()
+                if text.startswith("Compiling "):
+                    names.append(text.split()[1])
+        logging.getLogger("jax").addHandler(Grab())
+        logging.getLogger("jax").setLevel(logging.WARNING)
+        import scanfit as sf
+        r = sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet({str(tmp_path / "d.parquet")!r}, target="y"))
+        print(r.status.code, sorted(set(names)))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == "converged ['jit(stats)', 'jit(user)']", out.stdout + out.stderr[-2000:]

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import distributed
+from .native_pass import moments_library, native_moments
 
 __all__ = ["Feeder", "Moments", "mesh_of"]
 
@@ -185,6 +186,7 @@ class Feeder:
         stats = (0.0, np.zeros(len(names)), np.zeros(len(names)))
         ystats, rows, lgam, top = (0.0, 0.0, 0.0), 0, 0.0, -1
         classes = {}
+        native = moments_library(self.mesh, self.dtype)
         for i, chunk in enumerate(src.chunks()):
             y = np.asarray(chunk.y)
             if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
@@ -194,7 +196,10 @@ class Feeder:
                                  f"{rows + int(np.argmax(bad))}); drop or fill them before the fit.")
             lik_c, yenc = self._encode(chunk, lik)
             device = self._device(chunk, yenc)
-            if i % moments_every == 0:  # the columns' moments (the standardization) on every k-th chunk
+            if native is not None:  # the same numbers from native code on the chunk's memory (no XLA program)
+                wc, mc, m2c, finite, ym, ym2 = native_moments(native, chunk.x, yenc, chunk.weights,
+                                                              i % moments_every == 0)
+            elif i % moments_every == 0:  # the columns' moments (the standardization) on every k-th chunk
                 wc, mc, m2c, finite, ym, ym2 = jax.device_get(_moments(*device))
             else:  # the others are checked and counted: a fit with a sample start needs no more of them
                 wc, finite, ym, ym2 = jax.device_get(_checked(*device))

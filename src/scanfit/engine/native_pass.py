@@ -22,7 +22,7 @@ import numpy as np
 
 from ..data.identification import EXTREME_LOGIT
 
-__all__ = ["native_glm_pass"]
+__all__ = ["native_glm_pass", "native_moments", "moments_library", "applies"]
 
 _FAMILIES = {"gaussian": 0, "bernoulli": 1}
 _TERMS = {0: 1, 1: 4}
@@ -43,6 +43,15 @@ def _family(model, lik, kind, family, dtype, feeder) -> int | None:
     if jax.default_backend() != "cpu":
         return None
     return _FAMILIES[lik.name]
+
+
+def applies(feeder, model, lik, family, dtype) -> bool:
+    """Whether Newton's passes of this fit run natively (its parameters can then stay NumPy arrays)."""
+    if _family(model, lik, "newton", family, dtype, feeder) is None:
+        return False
+    from ..likelihoods import native
+
+    return native.glm_library() is not None
 
 
 def native_glm_pass(feeder, model, lik, kind, family, params, center, scale, dtype):
@@ -100,3 +109,34 @@ def _unpack(out, p, m, want_h, want_meat, want_extreme) -> dict:
     if want_extreme:
         sums["extreme"] = out[at]
     return sums
+
+
+def moments_library(mesh, dtype):
+    """The native library for a first pass's chunk moments (a float64 fit on one CPU device), or None
+    (the feeder's XLA programs then compute them)."""
+    if mesh is not None or dtype != "float64" or jax.default_backend() != "cpu":
+        return None
+    from ..likelihoods import native
+
+    return native.glm_library()
+
+
+def native_moments(lib, x, y, w, moments: bool):
+    """A chunk's ``(weight, mean, m2, finite, y mean, y m2)`` as the feeder's ``_moments`` (``moments``)
+    or ``_checked`` (mean and m2 None) give them, from host memory: the weighted column means and sums of
+    squared deviations, whether each column is finite, the target's mean and sum of squared deviations
+    (``x``: the chunk's rows, no padding)."""
+    xh = np.asarray(x)
+    if xh.dtype not in (np.float32, np.float64) or not xh.flags.c_contiguous:
+        xh = np.ascontiguousarray(xh, np.float64)
+    d = xh.shape[1]
+    rows = xh.shape[0]
+    yh = np.ascontiguousarray(np.asarray(y), np.float64)
+    wh = None if w is None else np.ascontiguousarray(np.asarray(w), np.float64)
+    out = np.zeros(3 + 3 * d)
+    done = lib.scanfit_chunk_moments(xh.ctypes.data, int(xh.dtype == np.float64), rows, xh.shape[0], d,
+                                     yh.ctypes.data, _ptr(wh), int(moments), out.ctypes.data)
+    if done != 0:  # pragma: no cover - the arguments above are always valid
+        raise RuntimeError(f"the native chunk moments refused their arguments (code {done})")
+    mean, m2 = (out[3:3 + d], out[3 + d:3 + 2 * d]) if moments else (None, None)
+    return out[0], mean, m2, out[3 + 2 * d:] == 1.0, out[1], out[2]

@@ -41,6 +41,7 @@ from .assemble import column_order
 from .config import FitConfig, settle
 from .outcome import FitError, FitWarning, Outcome, Status
 from .feeder import Feeder, mesh_of
+from .native_pass import applies
 from .passes import GLM_KINDS, run_pass
 from .progress import CtrlC, progress_bar
 from .stream_newton import NewtonSteps
@@ -140,6 +141,8 @@ class _Fit(NewtonSteps):
             self.valid_moments = self.valid.describe()
         self.passes = self.sample_passes = 0
         self.jits = _jits(model, self.lik, self.family, self.design.names, self.center is not None, config.dtype)
+        # Newton's passes in native code (engine.native_pass): the parameters stay NumPy arrays
+        self.host = config.optimizer == "newton" and applies(self.feeder, model, self.lik, self.family, config.dtype)
 
     # ----------------------------------------------------------------- passes
     def evaluate(self, params, kind):
@@ -167,7 +170,6 @@ class _Fit(NewtonSteps):
         return self.jits.user(params, self.center, self.scale)[0]
 
     def start(self):
-        key = jax.random.key(self.config.seed)
         d, k = len(self.source.features), self.lik.n_outputs
         if self.init_params is not None:
             params = jax.tree.map(lambda a: jnp.asarray(a, self.config.dtype), self.init_params)
@@ -176,8 +178,10 @@ class _Fit(NewtonSteps):
             if self.lik.extra_params:
                 params = {**self.lik.init_extra(), **params}
             return jax.tree.map(lambda a: jnp.asarray(a, self.config.dtype), params)
-        params = self.jits.init(key, d, k)
         null = self._null_intercept()
+        if null is not None and self.host:  # NumPy parameters for the native passes: no program to load
+            return {"beta0": np.asarray(null, np.float64), "beta1": np.zeros(d)}
+        params = self.jits.init(jax.random.key(self.config.seed), d, k)
         if null is not None:  # Newton from the intercept-only model: a step closer than a random start
             params = {"beta0": jnp.asarray(null, self.config.dtype), "beta1": jnp.zeros_like(params["beta1"])}
         return params
@@ -245,6 +249,8 @@ class _Fit(NewtonSteps):
                       f"({self.passes} passes over the data{warm}).")
 
     def apply(self, params, t, direction):
+        if self.host:  # NumPy in, NumPy out (a scalar GLM family's step is two additions)
+            return _glm_apply(self.family, params, float(t), np.asarray(direction, np.float64))
         return self.jits.apply(params, jnp.asarray(t, self.config.dtype), jnp.asarray(direction, self.config.dtype))
 
     def lbfgs(self, params, rows, bar):

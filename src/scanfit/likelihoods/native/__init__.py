@@ -252,6 +252,8 @@ def glm_library() -> ctypes.CDLL | None:
         lib.scanfit_glm_pass.restype = i32
         lib.scanfit_glm_pass.argtypes = [ptr, i32, i64, i64, ptr, ptr, ptr, ptr, f64, i32, ptr, ptr, i32, i32, i32,
                                          i32, f64, i32, ptr]
+        lib.scanfit_chunk_moments.restype = i32
+        lib.scanfit_chunk_moments.argtypes = [ptr, i32, i64, i64, i64, ptr, ptr, i32, ptr]
     except Exception as err:  # the XLA programs give the same sums
         GLM_STATUS[0] = f"not available ({type(err).__name__}: {err}); the streamed passes run as XLA programs"
         return None

@@ -236,6 +236,54 @@ void Pass(const Spec& s, const T* x, const double* y, const double* w, const dou
       for (int64_t k = j + 1; k < s.p; ++k) mat[j * s.p + k] = mat[k * s.p + j];
 }
 
+// The two passes of scanfit_chunk_moments: sums and the count of non-finite values per column (a
+// comparison: the compiler may not rewrite it, as it may v - v), then squared deviations about the means.
+template <typename T>
+void Moments(const T* __restrict x, int64_t rows, int64_t padded, int64_t d, const double* __restrict y,
+             const double* __restrict w, int moments, double* __restrict out) {
+  std::vector<double> sum(d, 0.0), check(d, 0.0), m2(d, 0.0), mean(d, 0.0);
+  double weight = 0.0, ysum = 0.0;
+  for (int64_t i = 0; i < padded; ++i) {
+    const T* row = x + i * d;
+    const double wi = i < rows ? (w ? w[i] : 1.0) : 0.0;
+    if (i < rows) {
+      weight += wi;
+      ysum += wi * y[i];
+    }
+    for (int64_t j = 0; j < d; ++j) {
+      const double v = static_cast<double>(row[j]);
+      check[j] += fabs(v) <= 1.7976931348623157e308 ? 0.0 : 1.0;  // NaN and +-inf count
+      if (moments) sum[j] += wi * v;
+    }
+  }
+  const double safe = weight > 0.0 ? weight : 2.2250738585072014e-308;
+  const double ymean = ysum / safe;
+  double ym2 = 0.0;
+  for (int64_t i = 0; i < rows; ++i) {
+    const double dev = y[i] - ymean;
+    ym2 += (w ? w[i] : 1.0) * dev * dev;
+  }
+  if (moments) {
+    for (int64_t j = 0; j < d; ++j) mean[j] = sum[j] / safe;
+    for (int64_t i = 0; i < rows; ++i) {
+      const T* row = x + i * d;
+      const double wi = w ? w[i] : 1.0;
+      for (int64_t j = 0; j < d; ++j) {
+        const double dev = static_cast<double>(row[j]) - mean[j];
+        m2[j] += wi * dev * dev;
+      }
+    }
+  }
+  out[0] = weight;
+  out[1] = ymean;
+  out[2] = ym2;
+  for (int64_t j = 0; j < d; ++j) {
+    out[3 + j] = mean[j];
+    out[3 + d + j] = m2[j];
+    out[3 + 2 * d + j] = check[j] == 0.0 ? 1.0 : 0.0;
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -272,6 +320,19 @@ int scanfit_glm_pass(const void* x, int x_double, int64_t rows, int64_t d, const
     Pass<double>(s, static_cast<const double*>(x), y, w, off, rows, threads, out);
   else
     Pass<float>(s, static_cast<const float*>(x), y, w, off, rows, threads, out);
+  return 0;
+}
+
+// A chunk's numbers for a first pass, weighted by w (null: 1) over the first `rows` rows: out =
+// [weight, y's mean, y's sum of squared deviations, then per column: mean, sum of squared deviations
+// (both 0 unless `moments`), 1 if every value of the column is finite (padding rows included) else 0].
+int scanfit_chunk_moments(const void* x, int x_double, int64_t rows, int64_t padded, int64_t d,
+                          const double* y, const double* w, int moments, double* out) {
+  if (rows < 0 || padded < rows || d < 0) return -1;
+  if (x_double)
+    Moments<double>(static_cast<const double*>(x), rows, padded, d, y, w, moments, out);
+  else
+    Moments<float>(static_cast<const float*>(x), rows, padded, d, y, w, moments, out);
   return 0;
 }
 
