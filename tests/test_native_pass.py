@@ -179,3 +179,30 @@ def test_streamed_logit_loads_no_program_but_the_statistics(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split("\n")[-2] == "converged ['jit(stats)', 'jit(user)']", out.stdout + out.stderr[-2000:]
+
+
+def test_kept_chunks_rows_laid_out_from_the_columns(tmp_path):
+    """A first pass that keeps the chunks takes pyarrow's columns (``chunks(columns=True)``: no ``x``) and
+    lays their rows out in the kept memory by native code: the same rows as ``to_tensor``."""
+    from scanfit.engine.feeder import Feeder
+
+    pd = pytest.importorskip("pandas")
+    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow")
+    rng = np.random.default_rng(4)
+    for dtype in (np.float32, np.float64):
+        frame = pd.DataFrame(rng.normal(size=(2500, 3)).astype(dtype), columns=["a", "b", "c"])
+        frame["y"] = rng.integers(0, 2, 2500).astype(np.float32)
+        path = tmp_path / f"{np.dtype(dtype).name}.parquet"
+        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=1000)
+        src = sf.Parquet(path, target="y", batch_rows=1000).aligned()
+        plain, cols = list(src.chunks()), list(src.chunks(columns=True))
+        assert all(c.x is None and len(c.columns) == 3 for c in cols) and all(c.columns is None for c in plain)
+        for a, b in zip(plain, cols):
+            out = np.full((len(b.y) + 7, 3), np.nan, dtype)[:len(b.y)]
+            native_pass.gather_rows(b.columns, out)
+            np.testing.assert_array_equal(out, a.x)
+        feeder = Feeder(src, sf.Bernoulli(), "float64")
+        feeder.describe()
+        kept = np.concatenate([k[0][:int(k[4])] for k in feeder.kept])
+        np.testing.assert_array_equal(kept, frame[["a", "b", "c"]].to_numpy(dtype))

@@ -30,12 +30,15 @@ DEFAULT_BATCH_ROWS = 131_072
 
 class Chunk(NamedTuple):
     """Up to ``batch_rows`` consecutive rows: ``x`` (rows, d) in float32 when every feature column is
-    exact in float32, else float64; ``y`` as stored; ``weights`` and ``offset`` (float64) or None."""
+    exact in float32, else float64; ``y`` as stored; ``weights`` and ``offset`` (float64) or None.
+    ``columns``: the features as one array each (``chunks(columns=True)``; ``x`` is then None when the
+    columns are stored in ``x``'s type: the caller lays the rows out where it keeps them)."""
 
-    x: np.ndarray
+    x: np.ndarray | None
     y: np.ndarray
     weights: np.ndarray | None
     offset: np.ndarray | None
+    columns: tuple | None = None
 
 
 def is_source(value) -> bool:
@@ -202,14 +205,16 @@ class Parquet:
         return replace(self, files=self.files[index::count], n_rows=0)
 
 
-    def chunks(self, prefetch: bool = True, every: int = 1) -> Iterator[Chunk]:
+    def chunks(self, prefetch: bool = True, every: int = 1, columns: bool = False) -> Iterator[Chunk]:
         """The rows in chunks of ``batch_rows`` (the last shorter), in file order; a prefetch thread
         reads ahead (at most two chunks) while the caller computes. ``every=k`` reads every k-th
-        row group only (counted over the files, the first included): a sample spread over the data."""
-        it = self._read(every)
+        row group only (counted over the files, the first included): a sample spread over the data.
+        ``columns=True``: the features as columns (``Chunk.columns``, pyarrow's memory) and no ``x``
+        where the columns have ``x``'s type, so the reading thread does not lay out the rows."""
+        it = self._read(every, columns)
         return _prefetched(it) if prefetch else it
 
-    def _read(self, every: int = 1) -> Iterator[Chunk]:
+    def _read(self, every: int = 1, columns: bool = False) -> Iterator[Chunk]:
         import pyarrow as pa
 
         _, pq = _pyarrow()
@@ -227,11 +232,11 @@ class Parquet:
                 while have >= b:
                     block = pa.Table.from_batches(pieces).combine_chunks() if len(pieces) > 1 else \
                         pa.Table.from_batches(pieces)
-                    yield self._chunk(block.slice(0, b))
+                    yield self._chunk(block.slice(0, b), columns)
                     rest = block.slice(b)
                     pieces, have = ([rest.combine_chunks().to_batches()[0]] if rest.num_rows else []), rest.num_rows
             if have:
-                yield self._chunk(pa.Table.from_batches(pieces))
+                yield self._chunk(pa.Table.from_batches(pieces), columns)
         except errors as err:
             if "missing values" in str(err) or "must be positive" in str(err):
                 raise
@@ -240,19 +245,25 @@ class Parquet:
             pieces = []
             release()
 
-    def _chunk(self, table) -> Chunk:
+    def _chunk(self, table, columns: bool = False) -> Chunk:
         """One chunk from a pyarrow table of its rows: ``x`` row-major in ``x_dtype`` (one C++ copy
-        when the feature columns share that type; column by column otherwise)."""
+        when the feature columns share that type; column by column otherwise), or with ``columns``
+        the columns as they are (no copy) when they have that type."""
         for name in table.column_names:
             if table.column(name).null_count:
                 raise ValueError(f"The column {name!r} of the Parquet data has missing values (nulls); drop or fill "
                                  f"them before the fit.")
         batch = table.combine_chunks().to_batches()[0] if table.num_rows else None
         features = batch.select(list(self.features))
+        cols = None
         try:
             if any(str(t) != _ARROW[self.x_dtype] for t in features.schema.types):
                 raise TypeError("mixed types")
-            x = np.asarray(features.to_tensor(row_major=True, memory_pool=_pool()))
+            if columns:
+                cols = tuple(features.column(j).to_numpy(zero_copy_only=True) for j in range(len(self.features)))
+                x = None
+            else:
+                x = np.asarray(features.to_tensor(row_major=True, memory_pool=_pool()))
         except (TypeError, NotImplementedError, ValueError, AttributeError):
             x = np.empty((batch.num_rows, len(self.features)), self.x_dtype)
             for j in range(len(self.features)):
@@ -272,7 +283,7 @@ class Parquet:
             if np.any(~(e > 0)):
                 raise ValueError(f"The exposure column {self.exposure!r} must be positive; got {e[~(e > 0)][:3]}.")
             off = np.log(e)
-        return Chunk(x, y, w, off)
+        return Chunk(x, y, w, off, cols)
 
 
 _ARROW = {"float32": "float", "float64": "double"}
@@ -402,8 +413,8 @@ class Arrays:
                      None if self.off is None else self.off[rows], names=self.features, batch_rows=self.batch_rows)
         return out
 
-    def chunks(self, prefetch: bool = True, every: int = 1) -> Iterator[Chunk]:
-        b = self.batch_rows
+    def chunks(self, prefetch: bool = True, every: int = 1, columns: bool = False) -> Iterator[Chunk]:
+        b = self.batch_rows  # (rows as x always: ``columns`` is for files)
         for s in range(0, self.n_rows, b * every):
             yield Chunk(self.x[s:s + b].astype(self.x_dtype), self.y[s:s + b],
                         None if self.w is None else self.w[s:s + b], None if self.off is None else self.off[s:s + b])

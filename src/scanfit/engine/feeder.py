@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import distributed
-from .native_pass import moments_library, native_moments
+from .native_pass import gather_rows, moments_library, native_moments
 
 __all__ = ["Feeder", "Moments", "mesh_of"]
 
@@ -147,8 +147,12 @@ class Feeder:
         if self.arena is not None and self.mesh is None:
             # kept, in memory mapped at once; left a NumPy array, which each program call aliases (a
             # device array aliasing it would hand the memory back only at JAX's next call after the fit)
-            x = self.arena.empty((b,) + chunk.x.shape[1:], chunk.x.dtype)
-            x[:n] = chunk.x
+            if chunk.x is None:  # columns (chunks(columns=True)): their rows laid out here by native code
+                x = self.arena.empty((b, len(chunk.columns)), chunk.columns[0].dtype)
+                gather_rows(chunk.columns, x[:n])
+            else:
+                x = self.arena.empty((b,) + chunk.x.shape[1:], chunk.x.dtype)
+                x[:n] = chunk.x
         else:
             x = self._put(pad(chunk.x))
         return (x, self._put(pad(yenc.astype(ydt))), self._put(w), self._put(off), jax.device_put(np.int32(n)))
@@ -187,7 +191,10 @@ class Feeder:
         ystats, rows, lgam, top = (0.0, 0.0, 0.0), 0, 0.0, -1
         classes = {}
         native = moments_library(self.mesh, self.dtype)
-        for i, chunk in enumerate(src.chunks()):
+        # kept chunks with the native library: the reading thread hands over the columns, whose rows are
+        # laid out straight into the kept memory here (pyarrow's to_tensor and a copy took the reader's time)
+        columns = native is not None and kept is not None and self.mesh is None
+        for i, chunk in enumerate(src.chunks(columns=columns)):
             y = np.asarray(chunk.y)
             if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
                 bad = ~np.isfinite(y)
@@ -197,8 +204,8 @@ class Feeder:
             lik_c, yenc = self._encode(chunk, lik)
             device = self._device(chunk, yenc)
             if native is not None:  # the same numbers from native code on the chunk's memory (no XLA program)
-                wc, mc, m2c, finite, ym, ym2 = native_moments(native, chunk.x, yenc, chunk.weights,
-                                                              i % moments_every == 0)
+                x = chunk.x if chunk.x is not None else device[0][:len(chunk.y)]
+                wc, mc, m2c, finite, ym, ym2 = native_moments(native, x, yenc, chunk.weights, i % moments_every == 0)
             elif i % moments_every == 0:  # the columns' moments (the standardization) on every k-th chunk
                 wc, mc, m2c, finite, ym, ym2 = jax.device_get(_moments(*device))
             else:  # the others are checked and counted: a fit with a sample start needs no more of them

@@ -254,6 +254,8 @@ def glm_library() -> ctypes.CDLL | None:
                                          i32, f64, i32, ptr]
         lib.scanfit_chunk_moments.restype = i32
         lib.scanfit_chunk_moments.argtypes = [ptr, i32, i64, i64, i64, ptr, ptr, i32, ptr]
+        lib.scanfit_gather_rows.restype = i32
+        lib.scanfit_gather_rows.argtypes = [ptr, i32, i64, i64, ptr]
     except Exception as err:  # the XLA programs give the same sums
         GLM_STATUS[0] = f"not available ({type(err).__name__}: {err}); the streamed passes run as XLA programs"
         return None

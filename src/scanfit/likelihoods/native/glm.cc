@@ -284,6 +284,14 @@ void Moments(const T* __restrict x, int64_t rows, int64_t padded, int64_t d, con
   }
 }
 
+template <typename T>
+void Gather(const T* const* cols, int64_t rows, int64_t d, T* __restrict out) {
+  for (int64_t i = 0; i < rows; ++i) {
+    T* __restrict row = out + i * d;
+    for (int64_t j = 0; j < d; ++j) row[j] = cols[j][i];
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -333,6 +341,17 @@ int scanfit_chunk_moments(const void* x, int x_double, int64_t rows, int64_t pad
     Moments<double>(static_cast<const double*>(x), rows, padded, d, y, w, moments, out);
   else
     Moments<float>(static_cast<const float*>(x), rows, padded, d, y, w, moments, out);
+  return 0;
+}
+
+// Rows from columns: out (rows x d, row-major) gets column j of cols at out[i * d + j]; the columns
+// are float32 (x_double 0) or float64, as out. Blocks of 512 rows keep the block's rows in the caches.
+int scanfit_gather_rows(const void* const* cols, int x_double, int64_t rows, int64_t d, void* out) {
+  if (rows < 0 || d < 0) return -1;
+  if (x_double)
+    Gather<double>(reinterpret_cast<const double* const*>(cols), rows, d, static_cast<double*>(out));
+  else
+    Gather<float>(reinterpret_cast<const float* const*>(cols), rows, d, static_cast<float*>(out));
   return 0;
 }
 
