@@ -195,11 +195,23 @@ def load_library(compiler: str, source: Path = SOURCE) -> tuple[ctypes.CDLL, Pat
     built = fd is None
     if built:
         fd = _build(compiler, lib_path, source)
-    try:
-        by_fd = f"/proc/self/fd/{fd}"
-        return ctypes.CDLL(by_fd if os.path.exists(by_fd) else str(lib_path)), lib_path, built
-    finally:
+    by_fd = f"/proc/self/fd/{fd}"
+    if not os.path.exists(by_fd):
         os.close(fd)
+        return ctypes.CDLL(str(lib_path)), lib_path, built
+    try:
+        lib = ctypes.CDLL(by_fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    # The descriptor stays open while the process lives: the dynamic loader knows a library by the name it
+    # was opened with, so a second library opened later through a reused /proc/self/fd/N would be handed
+    # the first one (the Bernoulli kernel lost its symbol to the GLM library that way).
+    _HELD.append(fd)
+    return lib, lib_path, built
+
+
+_HELD: list[int] = []  # the descriptors of the loaded libraries (see load_library)
 
 
 @functools.lru_cache(maxsize=1)
