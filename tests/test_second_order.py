@@ -157,3 +157,27 @@ def test_make_rejects_unknown_names():
         second_order.make("bfgs", 1e-8)
     with pytest.raises(ValueError, match="The 'optimizer' parameter must be one of"):
         sf.fit(sf.Linear(), sf.Bernoulli(), *bernoulli_data(), optimizer="newtons")
+
+
+def test_newton_on_raw_columns_starts_from_the_intercept_only_model():
+    """standardize=False with a column of values near 5,000: from the seeded random start the first Newton
+    step stalled (the index far out where the logit is flat); from the intercept-only model (zero slopes, as
+    the streamed fit starts) it converges to statsmodels' estimates."""
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    X = rng.normal(size=(n, 3)) * [1, 100, 0.01] + [0, 5000, 1]
+    eta = 0.5 * X[:, 0] + 0.01 * (X[:, 1] - 5000) + 20 * (X[:, 2] - 1)
+    y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
+    r = sf.fit(sf.Linear(), sf.Bernoulli(), X, y, standardize=False, optimizer="newton")
+    m = sm.Logit(y, sm.add_constant(X)).fit(disp=0, tol=1e-12, maxiter=100)
+    assert r.status.code == "converged", r.status.message
+    np.testing.assert_allclose(np.r_[r.params["beta0"], r.params["beta1"]], m.params, rtol=1e-8)
+    np.testing.assert_allclose(r.summary()["std_err"].to_numpy(), m.bse, rtol=1e-6)
+    # Gaussian too: its intercept-only start is the mean of y
+    yg = X @ [1.0, 0.02, 5.0] + rng.normal(size=n)
+    g = sf.fit(sf.Linear(), sf.Gaussian(), X, yg, standardize=False, optimizer="newton")
+    ols = sm.OLS(yg, sm.add_constant(X)).fit()
+    assert g.status.code == "converged", g.status.message
+    np.testing.assert_allclose(np.r_[g.params["beta0"], g.params["beta1"]], ols.params, rtol=1e-7)

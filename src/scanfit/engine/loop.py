@@ -33,6 +33,7 @@ from ..models.core import forward, layout  # noqa: F401  (layout: engine.layout 
 from ..models.checks import check_model
 from . import inputs, optimizers, programs
 from .penalty import l1_value, l2_value, penalty_weights, prox_l1
+from .second_order import raw_newton_start
 from .config import EarlyStopping, FitConfig, settle
 from .assemble import Run, assemble
 from .outcome import Outcome
@@ -434,6 +435,8 @@ def _run(model, config, given, progress, throw, init_params=None):
                                                                       is_leaf=lambda a: isinstance(a, list))
         if start_params is not None and design.standardized:
             start_params = model.to_standard(start_params, design.center, design.scale)
+        if start_params is None and config.optimizer == "newton":
+            start_params = raw_newton_start(model, likelihood, given, design, config, n_features)
         if start_params is not None:
             start_params = jax.tree.map(lambda a: np.asarray(a, config.dtype), start_params)
         if fused_start:  # the start is built inside the first chunk's program

@@ -40,14 +40,15 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.flatten_util import ravel_pytree
 from jax.scipy.linalg import cho_solve
 
 from ..likelihoods.base import split_target
-from ..likelihoods.glm import glm_family
+from ..likelihoods.glm import glm_family, null_intercept
 
-__all__ = ["Newton", "LBFGS", "make", "glm_family"]
+__all__ = ["Newton", "LBFGS", "make", "glm_family", "raw_newton_start"]
 
 ARMIJO = 1e-4
 MAX_HALVINGS = 30
@@ -262,3 +263,17 @@ class LBFGS:
 
         new, new_state = lax.cond(converged | stalled, lambda _: (params, state), update, None)
         return value, aux, new, new_state, jnp.where(converged, 1, jnp.where(stalled, 2, 0)).astype(jnp.int32)
+
+
+def raw_newton_start(model, likelihood, given, design, config, n_features):
+    """Newton on raw columns (``standardize=False``, one start, a scalar GLM family with an intercept, no
+    offset): the intercept-only model, as the streamed fit starts. A random start there can put the index
+    where the likelihood is flat (a column of values near 5,000: the first step stalled where statsmodels
+    converged). None otherwise: standardized columns keep the seeded random start."""
+    if (design.standardized or config.restarts != 1 or given.offset is not None or not getattr(model, "intercept", False)
+            or glm_family(model, likelihood) not in ("gaussian", "bernoulli", "poisson")):
+        return None
+    w = given.weights
+    y = np.asarray(given.yenc, np.float64)
+    beta0 = null_intercept(likelihood, float(np.average(y, weights=w) if w is not None and np.sum(w) > 0 else y.mean()))
+    return None if beta0 is None else {"beta0": np.float64(beta0), "beta1": np.zeros(n_features)}

@@ -20,7 +20,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import statistics
 import time
 import warnings
 from typing import Any, NamedTuple
@@ -35,7 +34,7 @@ from ..data.precision import dtype_scope
 from ..data.sources import is_source
 from ..likelihoods import streamed as lstats
 from ..likelihoods.base import Likelihood, np_xlogy
-from ..likelihoods.glm import glm_family, has_mle
+from ..likelihoods.glm import glm_family, has_mle, null_intercept
 from . import distributed, optimizers, stream_checks
 from .assemble import column_order
 from .config import FitConfig, settle
@@ -83,6 +82,11 @@ def fit(model: Any, likelihood: Likelihood, source, y=None, *, valid=None, optim
                            record_every=record_every, restarts=restarts, seed=seed, early_stopping=early_stopping,
                            dtype=dtype, tol=tol, standardize=standardize, penalty=penalty)
     _refuse("penalty", config.penalty, "penalized fits read the data in memory; pass arrays.")
+    for part in (source, valid):  # as fit's own offset= and exposure= (data.design.check_offset)
+        which = next((k for k in ("offset", "exposure") if getattr(part, k, None) is not None), None)
+        if is_source(part) and which and not getattr(likelihood, "takes_offset", False):
+            raise ValueError(f"sf.Parquet(..., {which}={getattr(part, which)!r}) applies to count models (sf.Poisson(), "
+                             f"sf.NegativeBinomial()); the {type(likelihood).__name__} likelihood takes none.")
     if config.early_stopping is not None:
         raise ValueError("The 'early_stopping' parameter of fit is not available with a streamed exact fit: newton "
                          "and lbfgs stop at the maximum.")
@@ -192,16 +196,8 @@ class _Fit(NewtonSteps):
         if (self.config.optimizer != "newton" or self.family is None or not getattr(self.model, "intercept", False)
                 or self.source.offset is not None or self.source.exposure is not None):
             return None
-        if name == "gaussian":
-            return m.y_mean
-        if name == "poisson":
-            return math.log(m.y_mean) if m.y_mean > 0 else None
-        if name == "bernoulli":
-            p = (1.0 + m.y_mean) / 2.0  # y is coded -1/1
-            if not 0.0 < p < 1.0:
-                return None
-            # (the standard library's: importing scipy.special took 0.3 s of a fit that needs nothing else of it)
-            return math.log(p / (1.0 - p)) if self.lik.link == "logit" else statistics.NormalDist().inv_cdf(p)
+        if name in ("gaussian", "poisson", "bernoulli"):
+            return null_intercept(self.lik, float(m.y_mean))
         shares = m.classes / m.weight
         return np.log(np.maximum(shares, 1e-300)) if np.all(shares > 0) else None
 
