@@ -275,6 +275,8 @@ def test_parquet_errors_name_the_problem(tmp_path, logit_dir):
         sf.Parquet(path, target="y", batch_rows=0)
     with pytest.raises(TypeError, match="target='y'"):
         sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(path, target="y"), frame["y"])
+    with pytest.raises(ValueError, match=r"offset='x4'.*count models.*Bernoulli"):  # as fit's offset=
+        sf.fit(sf.Linear(), sf.Bernoulli(), sf.Parquet(path, target="y", features=["x0"], offset="x4"))
     bad = frame.head(100).copy()
     bad.loc[5, "x3"] = np.nan
     write(tmp_path / "nan", bad, files=1)
