@@ -7,6 +7,8 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,23 @@ def test_a_refused_cache_leaves_the_jax_kernels_with_a_reason(cache, monkeypatch
         assert "can be written by other users" in native.status() and "pure-JAX" in native.status()
     finally:
         native.bernoulli_target.cache_clear()
+
+
+def test_a_library_rewritten_in_place_after_loading_does_not_fault_the_process(tmp_path):
+    """What is loaded is a private copy of the verified bytes: rewriting the cached file in place afterwards
+    (another process, a planted file) cannot change or fault the running code (a library mapped from a file
+    truncated under it dies with SIGBUS: the whole test suite once did, at exit)."""
+    code = textwrap.dedent("""
+        import glob, os
+        from scanfit.likelihoods import native
+        lib = native.glm_library()
+        assert lib is not None, native.GLM_STATUS[0]
+        for path in glob.glob(os.path.join(os.environ["SCANFIT_CACHE"], "glm-*.so")):
+            with open(path, "wb") as f:  # in place: the same file, truncated
+                f.write(b"not a library")
+        print(lib.scanfit_glm_size(20, 1, 1, 1, 1, 1))
+    """)
+    env = {**os.environ, "SCANFIT_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == [str(1 + 4 + 21 + 2 * 21 * 21 + 1)]

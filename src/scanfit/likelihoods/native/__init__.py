@@ -15,8 +15,10 @@ others may write to or that another user owns is refused: the pure-JAX kernels a
 place, and its SHA-256 is written next to it (``bernoulli-<key>.so.sha256``, ``glm-<key>.so.sha256``,
 also atomically).
 Before a cached library is loaded its bytes are read through one open descriptor and hashed; a
-missing or different digest means rebuild, never load, and the descriptor that was hashed is the
-one that is loaded (``/proc/self/fd/N`` on Linux), so a file swapped in meanwhile is not.
+missing or different digest means rebuild, never load; the bytes that were hashed are copied into an
+anonymous in-memory file (``memfd_create``, Linux) and that copy is loaded, so a file swapped in or
+rewritten meanwhile is neither loaded nor able to fault the running code (elsewhere the hashed
+descriptor itself is loaded).
 
 >>> from scanfit.likelihoods import native
 >>> native.status()  # doctest: +SKIP
@@ -155,7 +157,7 @@ def _compile(compiler: str, target: Path, source: Path = SOURCE) -> None:
     raise RuntimeError(f"{compiler} failed: {errors[-1]}")
 
 
-def _build(compiler: str, lib_path: Path, source: Path = SOURCE) -> int:
+def _build(compiler: str, lib_path: Path, source: Path = SOURCE) -> tuple[int, str]:
     """Compile into a private temporary directory, open and hash the result, then rename it into
     place and record its digest beside it (both renames atomic); the open descriptor is returned,
     so what is loaded is what was built even if another process replaces the file meanwhile."""
@@ -175,7 +177,7 @@ def _build(compiler: str, lib_path: Path, source: Path = SOURCE) -> int:
         except BaseException:
             os.close(fd)
             raise
-    return fd
+    return fd, digest
 
 
 def _key(compiler: str, source: Path = SOURCE) -> str:
@@ -191,24 +193,56 @@ def load_library(compiler: str, source: Path = SOURCE) -> tuple[ctypes.CDLL, Pat
     otherwise (absent, planted, altered, half-written) it is built again and the new build is loaded.
     """
     lib_path = _cache_dir() / f"{source.stem}-{_key(compiler, source)}.so"
-    fd = _open_verified(lib_path, _recorded_digest(lib_path.with_name(lib_path.name + ".sha256")))
+    want = _recorded_digest(lib_path.with_name(lib_path.name + ".sha256"))
+    fd = _open_verified(lib_path, want)
     built = fd is None
     if built:
-        fd = _build(compiler, lib_path, source)
-    by_fd = f"/proc/self/fd/{fd}"
-    if not os.path.exists(by_fd):
-        os.close(fd)
-        return ctypes.CDLL(str(lib_path)), lib_path, built
+        fd, want = _build(compiler, lib_path, source)
+    lib = private = None
     try:
-        lib = ctypes.CDLL(by_fd)
-    except BaseException:
-        os.close(fd)
-        raise
+        if hasattr(os, "memfd_create"):  # Linux: load a private copy of the verified bytes
+            private = _private_copy(fd, want)
+            try:
+                lib = ctypes.CDLL(f"/proc/self/fd/{private}")
+            except OSError:  # an in-memory file may not be executable here (vm.memfd_noexec): the file's own
+                os.close(private)
+                private = None
+        if lib is None:  # the verified descriptor itself, kept open (below)
+            by_fd = f"/proc/self/fd/{fd}"
+            if not os.path.exists(by_fd):
+                return ctypes.CDLL(str(lib_path)), lib_path, built
+            lib, private, fd = ctypes.CDLL(by_fd), fd, None
+    finally:
+        if fd is not None:
+            os.close(fd)
     # The descriptor stays open while the process lives: the dynamic loader knows a library by the name it
     # was opened with, so a second library opened later through a reused /proc/self/fd/N would be handed
     # the first one (the Bernoulli kernel lost its symbol to the GLM library that way).
-    _HELD.append(fd)
+    _HELD.append(private)
     return lib, lib_path, built
+
+
+def _private_copy(fd: int, want: str | None) -> int:
+    """The library's verified bytes in an anonymous in-memory file (``memfd_create``), which is what gets
+    loaded: a cache file rewritten in place later (by another process, or a test planting one) can then
+    neither change the code this process runs nor fault it (a library mapped from a file that is truncated
+    under it dies with SIGBUS on its next page, at the latest at exit)."""
+    chunks, at = [], 0
+    while chunk := os.pread(fd, 1 << 20, at):
+        chunks.append(chunk)
+        at += len(chunk)
+    data = b"".join(chunks)
+    if want is None or hashlib.sha256(data).hexdigest() != want:
+        raise RuntimeError("the kernel library changed while it was being loaded")
+    private = os.memfd_create("scanfit-kernel", getattr(os, "MFD_CLOEXEC", 0))
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(private, view):]
+    except BaseException:
+        os.close(private)
+        raise
+    return private
 
 
 _HELD: list[int] = []  # the descriptors of the loaded libraries (see load_library)
