@@ -78,9 +78,7 @@ def native_glm_pass(feeder, model, lik, kind, family, params, center, scale, dty
     for x, y, w, off, rows in feeder:
         seen = True
         n = int(rows)
-        xh = np.asarray(x)
-        if xh.dtype not in (np.float32, np.float64) or not xh.flags.c_contiguous or xh.shape[1:] != (d,):
-            xh = np.ascontiguousarray(xh, np.float64)
+        xh = _rows(x)
         yh = np.ascontiguousarray(np.asarray(y)[:n], np.float64)
         wh = None if w is None else np.ascontiguousarray(np.asarray(w)[:n], np.float64)
         oh = None if off is None else np.ascontiguousarray(np.asarray(off)[:n], np.float64)
@@ -93,6 +91,12 @@ def native_glm_pass(feeder, model, lik, kind, family, params, center, scale, dty
     if not seen:
         raise ValueError(f"The Parquet data {feeder.source.path!r} gave this process no rows.")
     return _unpack(out, d + intercept, _TERMS[code], want_h, want_meat, want_extreme)
+
+
+def _rows(x) -> np.ndarray:
+    """A chunk's rows as the kernels read them: C-contiguous float32 or float64 (in place when they are)."""
+    xh = np.asarray(x)
+    return xh if xh.dtype in (np.float32, np.float64) and xh.flags.c_contiguous else np.ascontiguousarray(xh, np.float64)
 
 
 def _ptr(a):
@@ -126,9 +130,7 @@ def native_moments(lib, x, y, w, moments: bool):
     or ``_checked`` (mean and m2 None) give them, from host memory: the weighted column means and sums of
     squared deviations, whether each column is finite, the target's mean and sum of squared deviations
     (``x``: the chunk's rows, no padding)."""
-    xh = np.asarray(x)
-    if xh.dtype not in (np.float32, np.float64) or not xh.flags.c_contiguous:
-        xh = np.ascontiguousarray(xh, np.float64)
+    xh = _rows(x)
     d = xh.shape[1]
     rows = xh.shape[0]
     yh = np.ascontiguousarray(np.asarray(y), np.float64)
