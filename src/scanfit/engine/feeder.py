@@ -193,7 +193,7 @@ class Feeder:
         native = moments_library(self.mesh, self.dtype)
         # kept chunks with the native library: the reading thread hands over the columns, whose rows are
         # laid out straight into the kept memory here (pyarrow's to_tensor and a copy took the reader's time)
-        columns = native is not None and kept is not None and self.mesh is None
+        columns = native is not None and kept is not None  # (moments_library: one device only)
         for i, chunk in enumerate(src.chunks(columns=columns)):
             y = np.asarray(chunk.y)
             if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
