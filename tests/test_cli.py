@@ -57,6 +57,25 @@ def test_help_is_fast_and_does_not_import_jax():
     assert elapsed < 3.0, f"scanfit --help took {elapsed:.2f}s (about 0.5 s on an idle machine)"
 
 
+def test_main_exits_quickly_with_the_commands_code_output_and_exit_handlers(tmp_path):
+    """``scanfit`` (cli.main) ends with os._exit after the exit handlers: the exit code is the command's,
+    piped output is all there, atexit handlers run; with a non-daemon thread alive Python exits as usual."""
+    def run(argv, before="pass"):
+        code = (f"import atexit, sys, threading; {before}; atexit.register(lambda: print('handler ran', flush=True)); "
+                f"sys.argv = {argv!r}; from scanfit.cli import main; main()")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    missing = run(["scanfit", "summary", str(tmp_path / "nothing")])
+    assert missing.returncode == 1 and "nothing" in missing.stderr and missing.stdout.endswith("handler ran\n")
+    usage = run(["scanfit", "no-such-command"])
+    assert usage.returncode == 2 and "No such command" in usage.stderr
+    big = run(["scanfit", "--help"], before="sys.stdout.write('x' * 200000)")  # buffered output is flushed
+    assert big.returncode == 0 and big.stdout.startswith("x" * 200000) and "predict" in big.stdout
+    threaded = run(["scanfit", "--help"], before="import time; threading.Thread(target=lambda: (time.sleep(0.5), "
+                   "print('thread done', flush=True))).start()")  # exits only once the thread is done
+    assert threaded.returncode == 0 and threaded.stdout.endswith("thread done\nhandler ran\n")
+
+
 def test_fit_on_csv_prints_choice_statistics_and_writes_files(fitted):
     result, out, bars = fitted
     assert result.exit_code == 0, result.output

@@ -210,9 +210,6 @@ def fit(
 
     The outputs replace those of an earlier `scanfit fit` in --out as one piece; Ctrl-C stops the fit
     and saves it as far as it went (status 'interrupted', exit code 130)."""
-    from . import tables
-    from .results import run_dir
-    from .show import report
     from .show.painter import Painter
 
     feature_list = _parse_list(features, "--features")
@@ -228,7 +225,15 @@ def fit(
         {"cov_type": cov_type.value} if cov_type is not None else {})
     if (coordinator is not None or num_processes is not None or process_id is not None) and not distributed:
         _fail("The '--coordinator', '--num-processes' and '--process-id' options go with '--distributed'.")
+    # The helper starts before this process imports pandas and JAX: it spends about a second importing
+    # matplotlib, and started after those imports it kept the fit waiting (0.5 s of 2.9 s, warm cache).
+    painter = Painter.start()
+    from . import tables
+    from .results import run_dir
+    from .show import report
+
     if tables.streams(table, batch_rows, distributed):
+        painter.close()  # a streamed fit draws its pictures itself
         if formula is not None or cluster is not None or (valid_fraction or 0) > 0:
             what = "--formula" if formula is not None else "--cluster" if cluster is not None else "--valid-fraction"
             _fail(f"The '{what}' option reads the table in memory; a streamed Parquet fit (a directory, a glob, "
@@ -242,7 +247,6 @@ def fit(
                                    "seed": seed},
                       out=out, progress=progress, force=force, summary_options=summary_options)
         return
-    painter = Painter.start()  # imports matplotlib and draws the plots in a helper process while this one fits
     try:
         import scanfit as sf
 
@@ -482,5 +486,45 @@ def cache(
         con.print(text, markup=False)
 
 
+def main() -> None:
+    """The ``scanfit`` command: runs :data:`app`, then leaves without tearing the interpreter down.
+
+    After a fit, Python's clean-up at exit (freeing JAX's, pandas' and matplotlib's modules one object
+    at a time) took 0.4 s of a 2.8 s ``scanfit fit``. Everything the command writes is closed (and
+    replaced in one step) before it returns, so once the exit handlers have run (``atexit``: JAX's,
+    ``jax.distributed``'s, logging's) and the output streams are flushed, the process ends with
+    ``os._exit``. While a thread that is not a daemon still runs, the exit is Python's usual one."""
+    try:
+        app()
+        code = 0
+    except SystemExit as done:
+        code = done.code
+    _exit(code)
+
+
+def _exit(code) -> None:
+    """``sys.exit(code)``, but quickly: exit handlers, flushed streams, ``os._exit`` (see :func:`main`)."""
+    import atexit
+    import os
+    import sys
+    import threading
+
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # what sys.exit does with a message
+        print(code, file=sys.stderr)
+        code = 1
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if others or os.environ.get("SCANFIT_QUICK_EXIT") == "0":
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more can reach it
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":  # python -m scanfit.cli
-    app()
+    main()

@@ -41,10 +41,17 @@ CLASS_COLORS = ["#1f5fbf", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"
 TRAIN, VALID = "#1f77b4", "#ff7f0e"
 
 
-def _figure(n_panels: int, ncols: int, panel=(4.0, 2.8)) -> tuple[Figure, list]:
+def _figure(n_panels: int, ncols: int, panel=(4.0, 2.8), fixed: bool = False) -> tuple[Figure, list]:
+    """A grid of panels; ``fixed``: margins set in inches (room for tick labels, a title and an x label per
+    panel, the figure's title and legend on top) instead of matplotlib's constrained layout, which
+    measures every text and took 40% of the learning path's drawing time (0.15 s a picture)."""
     ncols = max(1, min(ncols, n_panels))
     nrows = math.ceil(n_panels / ncols)
-    fig = Figure(figsize=(panel[0] * ncols, panel[1] * nrows + 0.5), layout="constrained")
+    width, height = panel[0] * ncols, panel[1] * nrows + 0.5
+    fig = Figure(figsize=(width, height), layout=None if fixed else "constrained")
+    if fixed:
+        fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, bottom=0.5 / height, top=1 - 0.75 / height,
+                            wspace=0.3, hspace=0.55)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
@@ -77,7 +84,7 @@ def history(result: Any, *, stats: list[str] | None = None, ncols: int = 3, titl
         found = list(stats)
     if not found:
         raise ValueError("The history has no train_* or valid_* columns to plot.")
-    fig, axes = _figure(len(found), ncols)
+    fig, axes = _figure(len(found), ncols, fixed=True)
     for ax, stat in zip(axes, found):
         for split, color, style in (("train", TRAIN, "-"), ("valid", VALID, "--")):
             col = f"{split}_{stat}"
@@ -91,7 +98,7 @@ def history(result: Any, *, stats: list[str] | None = None, ncols: int = 3, titl
         if stat in ("accuracy", "false_pos", "false_neg", "predavg"):
             ax.set_ylim(-0.02, 1.02)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside upper right", ncols=2, frameon=False)
+    fig.legend(handles, labels, loc="upper right", ncols=2, frameon=False)
     fig.suptitle(title or "Learning path", fontsize=12, x=0.02, ha="left")
     return fig
 
