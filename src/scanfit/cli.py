@@ -493,7 +493,14 @@ def main() -> None:
     at a time) took 0.4 s of a 2.8 s ``scanfit fit``. Everything the command writes is closed (and
     replaced in one step) before it returns, so once the exit handlers have run (``atexit``: JAX's,
     ``jax.distributed``'s, logging's) and the output streams are flushed, the process ends with
-    ``os._exit``. While a thread that is not a daemon still runs, the exit is Python's usual one."""
+    ``os._exit``. While a thread that is not a daemon still runs, the exit is Python's usual one.
+
+    The cyclic garbage collector runs less often (every 50,000 new container objects instead of 700):
+    importing JAX and pandas set off over 400 collections, 0.2 s of a warm ``scanfit fit``; cycles are
+    still collected, so a long fit's memory stays bounded."""
+    import gc
+
+    gc.set_threshold(50_000, 20, 20)
     try:
         app()
         code = 0

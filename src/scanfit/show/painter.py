@@ -188,6 +188,7 @@ class Painter:
 def _serve() -> None:
     """The helper: import matplotlib, draw once to load fonts, then draw the job named on stdin
     and print the pictures' (caption, path) pairs as one JSON line."""
+    import gc
     import io
     import signal
     import traceback
@@ -203,6 +204,7 @@ def _serve() -> None:
     ax.set_title("warm")
     ax.legend()
     warm.savefig(io.BytesIO(), format="png", dpi=50)
+    gc.freeze()  # what is loaded now is kept: the collector skips it while drawing, and the forks share its pages
     line = sys.stdin.readline().strip()
     if not line:
         return
