@@ -286,7 +286,7 @@ def _expected(model, n_features: int, n_outputs: int, likelihood=None) -> Any:
         return {**extra, **params} if extra else params
 
     try:
-        return jax.eval_shape(build, jax.random.key(0))
+        return jax.eval_shape(lambda: build(jax.random.key(0)))  # the key traced too: no program runs
     except Exception:  # a user model whose init cannot be traced: build it
         return build(jax.random.key(0))
 
