@@ -52,6 +52,8 @@ def _figure(n_panels: int, ncols: int, panel=(4.0, 2.8), fixed: bool = False) ->
     if fixed:
         fig.subplots_adjust(left=0.75 / width, right=1 - 0.2 / width, bottom=0.5 / height, top=1 - 0.75 / height,
                             wspace=0.3, hspace=0.55)
+        grid = fig.add_gridspec(nrows, ncols)  # only the panels drawn: each axes costs its ticks
+        return fig, [fig.add_subplot(grid[i // ncols, i % ncols]) for i in range(n_panels)]
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
     for ax in axes[n_panels:]:
         ax.set_visible(False)
@@ -92,7 +94,7 @@ def history(result: Any, *, stats: list[str] | None = None, ncols: int = 3, titl
                 part = frame[["step", col]].dropna()
                 ax.plot(part["step"], part[col], color=color, linestyle=style, label=split, linewidth=1.6,
                         marker="o" if len(part) < 30 < len(frame) else None, markersize=3)
-        ax.set_title(LABELS.get(stat, stat), fontsize=10)
+        ax.set_title(LABELS.get(stat, stat), fontsize=10, y=1.0, pad=6)  # placed, not measured (no ticks on top)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         if stat in ("accuracy", "false_pos", "false_neg", "predavg"):
