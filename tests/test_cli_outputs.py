@@ -186,3 +186,25 @@ def test_two_scanfit_fits_to_one_directory_do_not_mix(tmp_path):
     assert names in (("a0", "b0"), ("a1", "b1"))
     assert f"features {list(names)}" in report and f"beta1_{names[0]}" in history.columns
     assert sorted(os.listdir(tmp_path)) == ["same", "t0.csv", "t1.csv"]
+
+
+@pytest.mark.parametrize("name", ["p.csv", "p.tsv", "p.parquet"])
+def test_predictions_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch, name):
+    """``predict --out``: written beside the target and renamed into place; a failure mid-write leaves the
+    earlier file as it was and no temporary file."""
+    from scanfit import tables
+
+    out = tmp_path / name
+    pred = pd.DataFrame({"x": [1.5, 2.0], "predicted": [0.25, 0.75]})
+    tables.write_predictions(pred, out)
+    back = pd.read_parquet(out) if name.endswith(".parquet") else pd.read_csv(out, sep="\t" if name.endswith(".tsv") else ",")
+    pd.testing.assert_frame_equal(back, pred)
+    before = out.read_bytes()
+
+    def broken(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet" if name.endswith(".parquet") else "to_csv", broken)
+    with pytest.raises(OSError):
+        tables.write_predictions(pred.assign(predicted=[0.0, 1.0]), out)
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == [name]

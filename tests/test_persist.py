@@ -170,3 +170,41 @@ def test_no_pickle_in_files(tmp_path, linear_fit):
     path = linear_fit[1].save(tmp_path / "m")
     assert sorted(p.name for p in path.iterdir()) == ["model.json", "params.safetensors"]
     assert b"pickle" not in (path / "params.safetensors").read_bytes()[:200]
+
+
+@pytest.mark.parametrize("case", ["gaussian_weights", "logit_weights", "negbin", "categorical"])
+def test_loaded_fit_gives_the_summary_without_its_rows(tmp_path, case):
+    """A saved in-memory fit keeps its information, scores' outer products and gradient: the loaded model
+    (no rows) gives the nonrobust, HC0 and HC1 tables of the fit itself; leverages refuse clearly."""
+    rng = np.random.default_rng(5)
+    n = 200
+    x = rng.normal(size=(n, 2))
+    w = rng.integers(1, 4, n).astype(float)
+    lik, y, kw = {
+        "gaussian_weights": (sf.Gaussian(), x @ [1.0, -2.0] + rng.normal(size=n), {"weights": w}),
+        "logit_weights": (sf.Bernoulli(), (x @ [1.0, -1.0] + rng.logistic(size=n) > 0).astype(float), {"weights": w}),
+        "negbin": (sf.NegativeBinomial(), rng.negative_binomial(2, 2 / (2 + np.exp(0.4 * x[:, 0] + 1))), {}),
+        "categorical": (sf.Categorical(n_classes=3), np.argmax(x @ rng.normal(size=(2, 3)) + rng.gumbel(size=(n, 3)), 1),
+                        {}),
+    }[case]
+    r = sf.fit(sf.Linear(), lik, x, y, optimizer="newton", **kw)
+    loaded = sf.load(r.save(tmp_path / "m"))
+    assert loaded.train is None
+    for cov in ("nonrobust", "HC0", "HC1"):
+        a, b = r.summary(cov_type=cov), loaded.summary(cov_type=cov)
+        assert list(a.index) == list(b.index)
+        np.testing.assert_allclose(b.to_numpy(float), a.to_numpy(float), rtol=1e-10, atol=1e-300)
+        for key in ("loglik", "llnull", "llr", "aic", "bic", "n_obs"):
+            assert b.attrs[key] == pytest.approx(a.attrs[key], rel=1e-10), key
+        assert b.attrs["distribution"] == a.attrs["distribution"]
+    with pytest.raises(ValueError, match="loaded from disk"):
+        loaded.summary(cov_type="HC3")
+
+
+def test_loaded_penalized_fit_still_refuses_a_summary(tmp_path, linear_fit):
+    d, _ = linear_fit
+    r = sf.fit(sf.Linear(), sf.Gaussian(), d.train.x, d.train.y, optimizer="newton",
+               penalty=sf.ElasticNet(alpha=0.1, l1_ratio=0.0))
+    loaded = sf.load(r.save(tmp_path / "m"))
+    with pytest.raises(ValueError, match="keeps no training rows"):
+        loaded.summary()

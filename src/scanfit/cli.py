@@ -225,9 +225,7 @@ def fit(
         {"cov_type": cov_type.value} if cov_type is not None else {})
     if (coordinator is not None or num_processes is not None or process_id is not None) and not distributed:
         _fail("The '--coordinator', '--num-processes' and '--process-id' options go with '--distributed'.")
-    # The helper starts before this process imports pandas and JAX: it spends about a second importing
-    # matplotlib, and started after those imports it kept the fit waiting (0.5 s of 2.9 s, warm cache).
-    painter = Painter.start()
+    painter = Painter.start()  # before this process imports pandas and JAX: it imports matplotlib meanwhile
     from . import tables
     from .results import run_dir
     from .show import report
@@ -304,9 +302,8 @@ def fit(
 
 def _fit_streamed(table, *, target, features, model, likelihood, link, roles, batch_rows, distributed, fit_options,
                   out, progress, force, summary_options) -> None:
-    """``scanfit fit`` on a Parquet directory, glob or file read in chunks (``sf.Parquet``); with
-    ``distributed`` (coordinator, count, id) every process fits its share and only process 0 prints
-    and writes."""
+    """``scanfit fit`` on Parquet read in chunks (``sf.Parquet``); with ``distributed`` (coordinator, count, id)
+    every process fits its share and only process 0 prints and writes."""
     import numpy as np
     from rich.console import Console
 
@@ -314,6 +311,7 @@ def _fit_streamed(table, *, target, features, model, likelihood, link, roles, ba
 
     from . import tables
     from .results import run_dir
+    from .show import report
 
     if distributed is not None:
         try:
@@ -351,14 +349,8 @@ def _fit_streamed(table, *, target, features, model, likelihood, link, roles, ba
             if issubclass(w.category, sf.FitWarning) and str(w.message) not in str(result.status) and writer:
                 _console(stderr=True).print(f"Warning: {w.message}", markup=False)
         con.print(tables.rich_table(tables.final_table(result.final), "Final statistics"))
-        summary_text = None
-        if result.inference is not None:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    summary_text = result.summary_text(**summary_options)
-            except Exception as err:  # the summary is optional; say why it is missing
-                summary_text = f"(no summary table: {err})"
+        summary_text = report.summary_or_reason(result, **summary_options)
+        if summary_text:
             con.print(summary_text, markup=False)
         if not writer:
             return
@@ -392,7 +384,7 @@ def predict(
 
     try:
         if out is not None:
-            _check_output_file(out)
+            tables.check_output_file(out)
         model_dir = _model_path(model_dir)
         outcome, meta = persist.read_with_info(model_dir)  # one read: classes and parameters of one save
         result = FitResult.of(outcome)
@@ -404,28 +396,10 @@ def predict(
         typer.echo(pred.to_csv(index=False), nl=False)
         return
     try:
-        if out.suffix.lower() in (".parquet", ".pq"):
-            pred.to_parquet(out, index=False)
-        else:
-            pred.to_csv(out, index=False, sep="\t" if out.suffix.lower() == ".tsv" else ",")
+        tables.write_predictions(pred, out)
     except (OSError, ImportError) as err:
         _fail(f"Cannot write the predictions to {str(out)!r}: {getattr(err, 'strerror', None) or err}.")
     _console(stderr=True).print(f"Wrote {len(pred)} predictions to {out}", markup=False)
-
-
-def _check_output_file(out: Path) -> None:
-    """``predict --out``: a file path with a table's suffix, in a folder that exists."""
-    from .tables import READERS
-
-    if out.is_dir():
-        raise ValueError(f"The '--out' option names the directory {str(out)!r}; give a file path such as "
-                         f"{str(out / 'predictions.csv')!r}.")
-    if out.suffix.lower() not in READERS:
-        raise ValueError(f"The '--out' option must end in one of {sorted(READERS)} (the table's format). "
-                         f"Got {str(out)!r} instead; for example {str(out.with_suffix('.csv'))!r}.")
-    if not out.parent.is_dir():
-        raise FileNotFoundError(f"The folder {str(out.parent)!r} of '--out' does not exist; create it first "
-                                f"(mkdir -p {str(out.parent)!r}) or choose another path.")
 
 
 def _model_path(path: Path) -> Path:
@@ -487,18 +461,16 @@ def cache(
 
 
 def main() -> None:
-    """The ``scanfit`` command: runs :data:`app`, then leaves without tearing the interpreter down.
-
-    After a fit, Python's clean-up at exit (freeing JAX's, pandas' and matplotlib's modules one object
-    at a time) took 0.4 s of a 2.8 s ``scanfit fit``. Everything the command writes is closed (and
-    replaced in one step) before it returns, so once the exit handlers have run (``atexit``: JAX's,
-    ``jax.distributed``'s, logging's) and the output streams are flushed, the process ends with
-    ``os._exit``. While a thread that is not a daemon still runs, the exit is Python's usual one.
-
-    The cyclic garbage collector runs less often (every 50,000 new container objects instead of 700):
-    importing JAX and pandas set off over 400 collections, 0.2 s of a warm ``scanfit fit``; cycles are
-    still collected, so a long fit's memory stays bounded."""
+    """The ``scanfit`` command: :data:`app` with the cyclic collector run every 50,000 new objects (importing
+    JAX and pandas set off 400 collections, 0.2 s), then a quick exit: the exit handlers run (``atexit``: JAX's,
+    ``jax.distributed``'s, logging's), the streams are flushed and ``os._exit`` skips Python's teardown of every
+    module (0.4 s after a fit; what the commands write is closed by then). With a non-daemon thread alive, or
+    ``SCANFIT_QUICK_EXIT=0``, the exit is Python's usual one."""
+    import atexit
     import gc
+    import os
+    import sys
+    import threading
 
     gc.set_threshold(50_000, 20, 20)
     try:
@@ -506,23 +478,11 @@ def main() -> None:
         code = 0
     except SystemExit as done:
         code = done.code
-    _exit(code)
-
-
-def _exit(code) -> None:
-    """``sys.exit(code)``, but quickly: exit handlers, flushed streams, ``os._exit`` (see :func:`main`)."""
-    import atexit
-    import os
-    import sys
-    import threading
-
-    if code is None:
-        code = 0
-    elif not isinstance(code, int):  # what sys.exit does with a message
+    if not isinstance(code, (int, type(None))):  # what sys.exit does with a message
         print(code, file=sys.stderr)
-        code = 1
-    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    if others or os.environ.get("SCANFIT_QUICK_EXIT") == "0":
+    code = code if isinstance(code, int) else 0 if code is None else 1
+    if os.environ.get("SCANFIT_QUICK_EXIT") == "0" or any(
+            not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         sys.exit(code)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):

@@ -413,3 +413,37 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return "" if v != v else f"{v:.4g}"
     return str(v)
+
+
+def check_output_file(out: Path) -> None:
+    """``predict --out``: a file path with a table's suffix, in a folder that exists."""
+    if out.is_dir():
+        raise ValueError(f"The '--out' option names the directory {str(out)!r}; give a file path such as "
+                         f"{str(out / 'predictions.csv')!r}.")
+    if out.suffix.lower() not in READERS:
+        raise ValueError(f"The '--out' option must end in one of {sorted(READERS)} (the table's format). "
+                         f"Got {str(out)!r} instead; for example {str(out.with_suffix('.csv'))!r}.")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"The folder {str(out.parent)!r} of '--out' does not exist; create it first "
+                                f"(mkdir -p {str(out.parent)!r}) or choose another path.")
+
+
+def write_predictions(pred: pd.DataFrame, out: Path) -> None:
+    """``predict --out``: the table written next to ``out`` and renamed into place (a crash or a full disk never
+    leaves half a file where ``out`` was); Parquet for ``.parquet``/``.pq``, else CSV (tab-separated ``.tsv``)."""
+    import os
+    import secrets
+
+    tmp = out.parent / f".{out.name}.{secrets.token_hex(6)}.tmp"  # created new ("x"), with the usual permissions
+    try:
+        with open(tmp, "xb") as f:
+            if out.suffix.lower() in (".parquet", ".pq"):
+                pred.to_parquet(f, index=False)
+            else:
+                f.write(pred.to_csv(index=False, sep="\t" if out.suffix.lower() == ".tsv" else ",").encode())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -52,14 +52,14 @@ import pandas as pd
 from ..data import identification
 from ..data.identification import NotIdentifiedError
 from ..engine.outcome import FitWarning
-from ..likelihoods.glm import has_mle
+from ..likelihoods.glm import glm_family, has_mle
 from ..models.core import MLP, forward
 from . import hypotheses, margins, prediction
 from .covariance import COV_TYPES, check_cov_type, covariance, group_codes
 from .distributions import Normal, StudentT
 from .estimates import Estimates, refuse
 from .linear import NEAR_MAXIMUM, linear_estimates
-from .streamed import streamed_estimates
+from .streamed import pieces_of, streamed_estimates
 
 __all__ = ["Estimates", "estimates", "cov_params", "summary", "summary_text", "NotIdentifiedError", "COV_TYPES",
            "NEAR_MAXIMUM", "wald_test", "lr_test", "marginal_effects", "predict_interval"]
@@ -182,13 +182,33 @@ def estimates(result, *, reference: int = 0, allow_nonidentified: bool = False) 
     return cache[key]
 
 
+def saved_pieces(result) -> dict | None:
+    """What a saved fit keeps of its inference (the information, the scores' outer products, the gradient,
+    as a streamed fit's final pass sums them), so that the loaded model gives ``summary()`` (nonrobust, HC0,
+    HC1) without its rows; None where there is no such table (networks, penalized fits, no rows, an estimate
+    that is not identified)."""
+    if (result.train is None or getattr(result.config, "penalty", None) is not None
+            or not has_mle(result.model, result.likelihood)):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = estimates(result)
+            llnull = _llnull(result, est)
+    except (ValueError, NotIdentifiedError, np.linalg.LinAlgError):
+        return None
+    if est.problem or est.scores is None:
+        return None
+    return pieces_of(est, glm_family(result.model, result.likelihood) or "extra", llnull)
+
+
 def _cov(result, est: Estimates, cov_type: str, groups=None) -> tuple[np.ndarray, str, dict]:
     """(covariance, canonical cov_type, facts such as n_groups)."""
     name = check_cov_type(cov_type, groups)
     if est.scores is None and name not in ("nonrobust", "HC0", "HC1"):
         raise ValueError(f"cov_type={cov_type!r} needs each training row (leverages or group labels), which a "
-                         f"streamed fit (sf.Parquet) does not keep; it gives 'nonrobust', 'HC0' ('robust') and "
-                         f"'HC1'.")
+                         f"streamed fit (sf.Parquet) and a model loaded from disk do not keep; they give "
+                         f"'nonrobust', 'HC0' ('robust') and 'HC1'.")
     codes = group_codes(result, groups, len(est.scores)) if name == "cluster" else None
     cov, facts = covariance(est, name, codes)
     return cov, name, facts

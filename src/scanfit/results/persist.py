@@ -221,7 +221,12 @@ def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrit
     structure = _flatten(params, "", arrays)
     blob = st_save(arrays, metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
     network = getattr(result.model, "name", None) in ("mlp", "module", "equinox")
-    streamed = _inference_json(getattr(result, "inference", None))
+    pieces = getattr(result, "inference", None)
+    if pieces is None and result.train is not None:  # an in-memory fit: its loaded model keeps a summary too
+        from .inference import saved_pieces
+
+        pieces = saved_pieces(result)
+    streamed = _inference_json(pieces)
     if summary is None and hasattr(result, "summary_text") and not network and (
             result.train is not None or getattr(result, "inference", None) is not None):
         try:

@@ -1,4 +1,5 @@
 """Inference for a streamed fit (``sf.Parquet``): from the pieces its final pass summed over the data.
+A saved in-memory fit keeps the same pieces (:func:`pieces_of`), so a loaded model gives its summary too.
 
 A streamed fit keeps no rows. Its last pass, at ``result.params``, summed the information, the
 scores' outer products and the gradient (``result.inference``, on the user's scale, in
@@ -19,7 +20,7 @@ from ..engine.outcome import FitWarning
 from .estimates import Estimates, refuse
 from .linear import NEAR_MAXIMUM, _coefficients
 
-__all__ = ["streamed_estimates"]
+__all__ = ["streamed_estimates", "pieces_of"]
 
 
 def streamed_estimates(result, reference, allow) -> Estimates:
@@ -75,3 +76,24 @@ def streamed_estimates(result, reference, allow) -> Estimates:
     k_null = (lik.n_classes - 1) if family == "categorical" else 1 + len(lik.extra_params)
     return Estimates(index, theta, info, None, total, ll, sigma, lik.name, note, problem,
                      float(np.max(np.abs(g))) / total if len(g) else float("nan"), None, None, k_null, meat)
+
+
+def pieces_of(est: Estimates, family: str, llnull: float) -> dict:
+    """The pieces :func:`streamed_estimates` reads, from an in-memory fit's estimates (``reference=0``): the
+    inverse of its Gaussian scaling and of the delta method to ``alpha``, so that a saved fit, loaded without
+    its rows, reports the same nonrobust, HC0 and HC1 tables."""
+    w = np.ones(len(est.scores)) if est.weights is None else np.asarray(est.weights, np.float64)
+    info = np.asarray(est.info, np.float64)
+    meat = (est.scores * w[:, None]).T @ est.scores
+    g = est.scores.T @ w
+    value = float(est.loglik)
+    if family == "gaussian":  # back to the loop's objective, -SSR, and its derivatives
+        s2 = est.sigma ** 2
+        value = -s2 * max(est.n_obs - len(est.theta), 1)
+        info, meat, g = info * (2 * s2), meat * (4 * s2 * s2), g * (2 * s2)
+    if est.index[-1] == "alpha":  # NegativeBinomial: the last coordinate back to log_alpha
+        j = np.ones(len(est.theta))
+        j[-1] = est.theta[-1]  # d alpha / d log_alpha
+        info, meat, g = info * np.outer(j, j), meat * np.outer(j, j), g * j
+    return {"info": (info + info.T) / 2, "meat": (meat + meat.T) / 2, "gradient": g, "n_obs": float(est.n_obs),
+            "value": value, "llnull": float(llnull), "family": None if family == "extra" else family}

@@ -85,11 +85,17 @@ def write(path: str | Path, title: str, sections: list[Section], *, intro: str =
     return path
 
 
+def _has_inference(result) -> bool:
+    """Whether ``result`` can give a summary: its training rows, or the pieces a streamed fit's last pass summed
+    (kept by a saved fit too)."""
+    return getattr(result, "train", None) is not None or getattr(result, "inference", None) is not None
+
+
 def summary_or_reason(result, **options) -> str | None:
     """``result.summary_text(**options)``, or one line saying why there is none (None without the method)."""
     import warnings
 
-    if not hasattr(result, "summary_text") or getattr(result, "train", None) is None:
+    if not hasattr(result, "summary_text") or not _has_inference(result):
         return None
     try:
         with warnings.catch_warnings():
@@ -105,7 +111,7 @@ def header_statistics(result) -> pd.DataFrame | None:
     result has no summary (no training data, a network)."""
     import warnings
 
-    if not hasattr(result, "summary") or getattr(result, "train", None) is None:
+    if not hasattr(result, "summary") or not _has_inference(result):
         return None
     try:
         with warnings.catch_warnings():
