@@ -69,8 +69,10 @@ def test_main_exits_quickly_with_the_commands_code_output_and_exit_handlers(tmp_
     assert missing.returncode == 1 and "nothing" in missing.stderr and missing.stdout.endswith("handler ran\n")
     usage = run(["scanfit", "no-such-command"])
     assert usage.returncode == 2 and "No such command" in usage.stderr
-    big = run(["scanfit", "--help"], before="sys.stdout.write('x' * 200000)")  # buffered output is flushed
+    big = run(["scanfit", "--help"], before="sys.stdout.write('x' * 200000); import ctypes; "
+              "ctypes.CDLL(None).printf(b'from C stdio')")  # Python's and C's buffered output are flushed
     assert big.returncode == 0 and big.stdout.startswith("x" * 200000) and "predict" in big.stdout
+    assert "from C stdio" in big.stdout
     threaded = run(["scanfit", "--help"], before="import time; threading.Thread(target=lambda: (time.sleep(0.5), "
                    "print('thread done', flush=True))).start()")  # exits only once the thread is done
     assert threaded.returncode == 0 and threaded.stdout.endswith("thread done\nhandler ran\n")

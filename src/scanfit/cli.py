@@ -490,7 +490,10 @@ def main() -> None:
             stream.flush()
         except (OSError, ValueError):  # a closed or broken pipe: nothing more can reach it
             pass
-    os._exit(code)
+    try:  # and C's buffered streams (what a library printed through stdio)
+        __import__("ctypes").CDLL(None).fflush(None)
+    finally:
+        os._exit(code)
 
 
 if __name__ == "__main__":  # python -m scanfit.cli
