@@ -25,9 +25,6 @@ from .outcome import FitError, FitWarning, Outcome, Status, choose_start
 
 __all__ = ["Run", "assemble", "column_order"]
 
-# classifiers whose fitted probabilities come this close to 0 or 1 get the separation check
-EXTREME_LOGIT = identification.EXTREME_LOGIT
-
 
 @dataclass
 class Run:
@@ -153,13 +150,9 @@ def _separation(run: Run, params, status: Status) -> Status:
             return Status("separation", status.steps, f"{identification.missing_classes(missing)} No optimizer can "
                           f"converge to an estimate that does not exist; the parameters returned are where the fit "
                           f"stopped.", status.step)
-    b0, b1 = np.asarray(params.get("beta0", 0.0), np.float64), np.asarray(params["beta1"], np.float64)
-    eta = b0 + run.xa @ b1
-    extreme = (np.max(np.abs(eta)) if family == "bernoulli" else np.max(np.ptp(eta, axis=1))) > EXTREME_LOGIT
-    if status.code == "converged" and not extreme:
-        return status
     y = (run.yenc > 0).astype(int) if family == "bernoulli" else run.yenc.astype(int)
-    problem = identification.separation(run.xa, y, run.design.names, k)
+    problem = identification.check_separation(run.xa, y, run.design.names, k, params, weights=run.given.weights,
+                                              offset=run.given.offset, link=getattr(run.likelihood, "link", "logit"))
     if problem is None:
         return status
     return Status("separation", status.steps, f"{problem} No optimizer can converge to an estimate that does "

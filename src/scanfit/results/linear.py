@@ -103,20 +103,6 @@ def _parts(lik, family, X, y, theta, others, w, offset):
     return ll, scores, info, prob
 
 
-def _weakest_weight(info, X, w):
-    """The smallest lambda with ``info v = lambda (I kron X'WX) v``: the observations' weight p(1 - p)
-    (at most 1/4) in the least informed direction. Separation sends it to zero; a slow check (a
-    linear program) runs only then."""
-    gram = (X if w is None else X * w[:, None]).T @ X
-    k1 = info.shape[0] // gram.shape[0]
-    try:
-        chol = np.linalg.cholesky(np.kron(np.eye(k1), gram))
-    except np.linalg.LinAlgError:
-        return 0.0
-    inv = np.linalg.inv(chol)
-    return float(np.linalg.eigvalsh(inv @ info[:len(inv), :len(inv)] @ inv.T)[0])
-
-
 def _distance(X, ll, scores, info, w, blocks: int) -> tuple[float, float]:
     """(half the squared Newton decrement per observation, relative to max(1, |mean loglik|); the
     largest gradient component in standardized units): how far ``theta`` is from the maximum."""
@@ -186,10 +172,11 @@ def linear_estimates(result, reference, allow) -> Estimates:
                 f"errors are approximate. result.refine() returns a new result at the maximum.")
         warnings.warn(note, FitWarning, stacklevel=6)
     binary = lik.name in ("bernoulli", "categorical")
-    if not problem and binary and (short or _weakest_weight(info, X, w) < 1e-6):
-        # separation drives some weights p(1 - p) to zero; whether the MLE exists does not depend on the reference
+    if not problem and binary:  # whether the MLE exists does not depend on the reference class
         y01 = (y > 0).astype(int) if lik.name == "bernoulli" else y
-        problem = identification.separation(xa, y01, tuple(result.feature_names), max(len(others) + 1, 2))
+        problem = identification.check_separation(xa, y01, tuple(result.feature_names), max(len(others) + 1, 2),
+                                                  result.params, weights=w, offset=offset,
+                                                  link=getattr(lik, "link", "logit"))
     if lik.extra_params:
         theta, scores, info, index = _log_alpha_to_alpha(theta, scores, info, index)
     labels = [" ".join(map(str, t)) if isinstance(t, tuple) else t for t in index]
