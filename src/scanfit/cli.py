@@ -188,7 +188,7 @@ def fit(
     = Path("scanfit-fit"),
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     force: Annotated[bool, typer.Option(help="Write into an --out directory that holds files scanfit did not "
-                                             "write (only scanfit's outputs there are replaced).")] = False,
+                                             "write: its earlier outputs there are replaced, files of yours never.")] = False,
     cov_type: Annotated[Optional[CovType], typer.Option(
         help="Standard errors in the summary: nonrobust (default), HC0-HC3 (heteroscedasticity-robust) or cluster "
              "(with --cluster).")] = None,
@@ -248,7 +248,7 @@ def fit(
     try:
         import scanfit as sf
 
-        run_dir.check(out, force)  # before the fit, not after it
+        run_dir.check(out, force, inputs=[table])  # before the fit, not after it
         frame = tables.read(table)
         mdl = sf.Linear() if model is ModelKind.linear else sf.MLP(hidden=tuple(hidden_units),
                                                                      activation=activation.value)
@@ -283,8 +283,9 @@ def fit(
             con.print(summary_text, markup=False)
         stage = "while the outputs were written"
         written = run_dir.write(out, lambda d: tables.write_outputs(result, d, target=tgt, x=xt, y=yt, table=str(table),
-                                                                    summary=summary_text, painter=painter), force=force)
-    except USER_ERRORS as err:
+                                                                    summary=summary_text, painter=painter), force=force,
+                                inputs=[table])
+    except (*USER_ERRORS, run_dir.OutputError) as err:
         _fail(err)
     except KeyboardInterrupt:  # outside the fit's loop (which keeps its steps and returns): nothing to save
         _console(stderr=True).print(f"Interrupted (Ctrl-C) {stage}: nothing was saved, {out}/ is unchanged.",
@@ -322,7 +323,7 @@ def _fit_streamed(table, *, target, features, model, likelihood, link, roles, ba
     con = _console() if writer else Console(quiet=True)
     try:
         if writer:
-            run_dir.check(out, force)
+            run_dir.check(out, force, inputs=[table])
         if target is None:
             raise ValueError("Give the column to predict with '--target COLUMN' (a streamed fit takes no formula).")
         options = {k: v for k, v in roles.items() if v is not None}
@@ -359,8 +360,8 @@ def _fit_streamed(table, *, target, features, model, likelihood, link, roles, ba
         coded = tables.Target(target, lik.name, np.zeros(0), classes, reason)
         written = run_dir.write(out, lambda d: tables.write_outputs(result, d, target=coded, x=None, y=None,
                                                                     table=str(table), summary=summary_text),
-                                force=force)
-    except USER_ERRORS as err:
+                                force=force, inputs=[table])
+    except (*USER_ERRORS, run_dir.OutputError) as err:
         _fail(err)
     except KeyboardInterrupt:
         _console(stderr=True).print(f"Interrupted (Ctrl-C): nothing was saved, {out}/ is unchanged.", markup=False)
