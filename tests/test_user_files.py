@@ -1,6 +1,7 @@
-"""Nothing of the user's is lost by what scanfit writes (issue 27's output items): ``--out`` keeps every
-file scanfit did not write (nested ones included, with ``--force`` too), the input table is never an
-output, and a full disk says so without a traceback."""
+"""Nothing of the user's is lost or turned into a formula by what scanfit writes (issue 27's output items):
+``--out`` keeps every file scanfit did not write (nested ones included, with ``--force`` too), the input
+table is never an output, a full disk says so without a traceback, CSV cells cannot run in a spreadsheet,
+and ``predict`` names the rows it cannot predict and can skip them."""
 
 import errno
 import json
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 
 from scanfit.cli import app
 from scanfit.results import run_dir
+from scanfit.show import csv_cells
 
 runner = CliRunner()
 OUTPUTS = ("model/model.json", "model/params.safetensors", "history.csv", "report.html", "plot.png")
@@ -141,4 +143,40 @@ def test_the_cli_reports_a_full_disk_without_a_traceback(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert (f"Error: Cannot write the outputs to the '--out' directory '{tmp_path / 'B'}': No space left on device "
             f"('{tmp_path / 'B' / 'history.csv'}')") in text
+    assert "Rows: 40 gave the estimates; none were held out for validation" in text
     assert sorted(os.listdir(tmp_path)) == ["t.csv"]
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_quoted():
+    frame = pd.DataFrame({"=cmd": ["=HYPERLINK(\"http://x\")", "@SUM(1+1)", "+1+1", "-x", "\tt", "ok", "-1.5"],
+                          "x": [-1.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                          "c": pd.Categorical(["-a", "b", "b", "b", "b", "b", "b"])})
+    back = pd.read_csv(pd.io.common.StringIO(csv_cells.to_csv(frame)), keep_default_na=False)
+    assert list(back.columns) == ["'=cmd", "x", "c"]
+    assert back["'=cmd"].tolist() == ["'=HYPERLINK(\"http://x\")", "'@SUM(1+1)", "'+1+1", "'-x", "'\tt", "ok", "-1.5"]
+    assert back["x"].tolist() == frame["x"].tolist() and back["c"][0] == "'-a"
+    assert [csv_cells.cell(v) for v in ("\rr", "+2e3", ".5", -1.5, None)] == ["'\rr", "+2e3", ".5", -1.5, None]
+
+
+def test_predict_quotes_formula_labels_and_skips_rows_with_missing_values(tmp_path):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x1": rng.normal(size=60), "x2": rng.normal(size=60)})
+    frame["y"] = np.where(frame.x1 + rng.logistic(size=60) > 0, "=HYPERLINK(\"http://x\")", "@SUM(1+1)")
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    result, _ = invoke("fit", tmp_path / "t.csv", "--target", "y", "--no-progress", "--out", tmp_path / "B")
+    assert result.exit_code == 0, result.output
+    frame.loc[[3, 7], "x1"] = np.nan
+    frame.loc[7, "x2"] = np.inf
+    frame.to_csv(tmp_path / "gap.csv", index=False)
+    result, text = invoke("predict", tmp_path / "B", tmp_path / "gap.csv")
+    assert result.exit_code == 1
+    assert ("2 row(s) of the table have a missing or infinite feature value: rows 3, 7 (lines 5, 9 of a CSV with a "
+            "header). Drop or impute them, or pass --skip-missing") in text
+    result, _ = invoke("predict", tmp_path / "B", tmp_path / "gap.csv", "--skip-missing", "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0, result.output
+    pred = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert list(pred.columns) == ["x1", "x2", "y", "prob_@SUM(1+1)", "predicted", "skipped"]
+    assert set(pred["predicted"]) == {"'=HYPERLINK(\"http://x\")", "'@SUM(1+1)", ""}
+    assert pred.loc[[3, 7], "predicted"].tolist() == ["", ""] and pred.loc[3, "prob_@SUM(1+1)"] == ""
+    assert pred.loc[7, "skipped"] == "missing or infinite value in x1, x2" and set(pred["skipped"][:3]) == {""}
+    assert pred["x2"][0] == frame["x2"][0]  # numbers stay numbers

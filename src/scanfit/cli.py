@@ -270,7 +270,7 @@ def fit(
         painter.submit(result)  # the helper draws while this process prints the summary and writes the rest
         n_valid = 0 if result.valid is None else len(result.valid[1])
         con.print(f"Rows: {len(yt)} gave the estimates" + (f", {n_valid} held out for validation." if n_valid else
-                  " (all rows; --valid-fraction 0.2 holds some out)."), markup=False)
+                  "; none were held out for validation (--valid-fraction 0.2 would hold out a fifth)."), markup=False)
         con.print(f"Fit: {result.config.optimizer}, {result.config.dtype}"
                   f"{', standardized columns' if result.design.standardized else ''}.", markup=False)
         con.print(f"Status: {result.status}", markup=False)
@@ -377,11 +377,15 @@ def predict(
                                                    "or by result.save().")],
     table: Annotated[Path, typer.Argument(help="CSV or Parquet file with the model's feature columns.")],
     out: Annotated[Optional[Path], typer.Option(help="Write here (.csv or .parquet) instead of printing CSV.")] = None,
+    skip_missing: Annotated[bool, typer.Option(help="Predict the rows whose features are all there; the others get an "
+                                                    "empty prediction and a 'skipped' note (default: refuse them).")]
+    = False,
 ) -> None:
     """Predict for each row of a table: the mean, or class probabilities and the most likely class."""
     from . import tables
     from .results import persist
     from .results.result import FitResult
+    from .show import csv_cells
 
     try:
         if out is not None:
@@ -390,11 +394,15 @@ def predict(
         outcome, meta = persist.read_with_info(model_dir)  # one read: classes and parameters of one save
         result = FitResult.of(outcome)
         frame = tables.read(table)
-        pred = tables.predict_table(result, frame, (meta.get("extra") or {}).get("classes"))
+        pred = tables.predict_table(result, frame, (meta.get("extra") or {}).get("classes"), skip_missing)
     except USER_ERRORS as err:
         _fail(err)
+    skipped = int((pred["skipped"] != "").sum()) if skip_missing else 0
+    if skipped:
+        _console(stderr=True).print(f"Skipped {skipped} row(s) with a missing or infinite feature value: their "
+                                    f"predictions are empty and the 'skipped' column says why.", markup=False)
     if out is None:
-        typer.echo(pred.to_csv(index=False), nl=False)
+        typer.echo(csv_cells.to_csv(pred), nl=False)
         return
     try:
         tables.write_predictions(pred, out)
