@@ -117,8 +117,13 @@ def test_fit_out_refuses_a_directory_with_the_users_files_unless_forced(markup_f
     assert (out / "report.html").read_text() == "my own report" and sorted(os.listdir(out)) == ["report.html"]
     (out / "notes.txt").write_text("keep me")
     result, text = invoke("fit", root / "m.csv", "--target", "y", "--no-progress", "--out", out, "--force")
+    assert result.exit_code == 1  # --force replaces scanfit's own files only: this report.html is the user's
+    assert f"The '--out' directory '{out}' holds files of yours where scanfit writes its outputs (report.html)" in text
+    assert (out / "report.html").read_text() == "my own report"
+    (out / "report.html").rename(out / "my-report.html")
+    result, text = invoke("fit", root / "m.csv", "--target", "y", "--no-progress", "--out", out, "--force")
     assert result.exit_code == 0, result.output
-    assert (out / "notes.txt").read_text() == "keep me" and "my own report" not in (out / "report.html").read_text()
+    assert (out / "notes.txt").read_text() == "keep me" and (out / "my-report.html").read_text() == "my own report"
     assert sf.load(out / "model").status.code == "converged"
 
 
@@ -126,7 +131,8 @@ def test_fit_out_replaces_an_earlier_fit_as_one_piece(markup_fit):
     root = markup_fit[0]
     out = root / "out"  # written by the fixture's fit
     marker = json.loads((out / run_dir.MARKER).read_text())
-    assert set(marker["files"]) == set(os.listdir(out)) - {run_dir.MARKER}
+    assert {name.split("/")[0] for name in marker["files"]} == set(os.listdir(out)) - {run_dir.MARKER}
+    assert {"model/model.json", "model/params.safetensors", "history.csv"} <= set(marker["files"])
     (out / "stale.png").write_text("not scanfit's")  # a file the marker does not list: the directory is the user's
     result, text = invoke("fit", root / "m.csv", "--target", "y", "--no-progress", "--out", out)
     assert result.exit_code == 1 and "holds files that scanfit did not write (stale.png)" in text

@@ -188,7 +188,7 @@ def fit(
     = Path("scanfit-fit"),
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     force: Annotated[bool, typer.Option(help="Write into an --out directory that holds files scanfit did not "
-                                             "write (only scanfit's outputs there are replaced).")] = False,
+                                             "write: its earlier outputs there are replaced, files of yours never.")] = False,
     cov_type: Annotated[Optional[CovType], typer.Option(
         help="Standard errors in the summary: nonrobust (default), HC0-HC3 (heteroscedasticity-robust) or cluster "
              "(with --cluster).")] = None,
@@ -248,7 +248,7 @@ def fit(
     try:
         import scanfit as sf
 
-        run_dir.check(out, force)  # before the fit, not after it
+        run_dir.check(out, force, inputs=[table])  # before the fit, not after it
         frame = tables.read(table)
         mdl = sf.Linear() if model is ModelKind.linear else sf.MLP(hidden=tuple(hidden_units),
                                                                      activation=activation.value)
@@ -270,7 +270,7 @@ def fit(
         painter.submit(result)  # the helper draws while this process prints the summary and writes the rest
         n_valid = 0 if result.valid is None else len(result.valid[1])
         con.print(f"Rows: {len(yt)} gave the estimates" + (f", {n_valid} held out for validation." if n_valid else
-                  " (all rows; --valid-fraction 0.2 holds some out)."), markup=False)
+                  "; none were held out for validation (--valid-fraction 0.2 would hold out a fifth)."), markup=False)
         con.print(f"Fit: {result.config.optimizer}, {result.config.dtype}"
                   f"{', standardized columns' if result.design.standardized else ''}.", markup=False)
         con.print(f"Status: {result.status}", markup=False)
@@ -283,8 +283,9 @@ def fit(
             con.print(summary_text, markup=False)
         stage = "while the outputs were written"
         written = run_dir.write(out, lambda d: tables.write_outputs(result, d, target=tgt, x=xt, y=yt, table=str(table),
-                                                                    summary=summary_text, painter=painter), force=force)
-    except USER_ERRORS as err:
+                                                                    summary=summary_text, painter=painter), force=force,
+                                inputs=[table])
+    except (*USER_ERRORS, run_dir.OutputError) as err:
         _fail(err)
     except KeyboardInterrupt:  # outside the fit's loop (which keeps its steps and returns): nothing to save
         _console(stderr=True).print(f"Interrupted (Ctrl-C) {stage}: nothing was saved, {out}/ is unchanged.",
@@ -322,7 +323,7 @@ def _fit_streamed(table, *, target, features, model, likelihood, link, roles, ba
     con = _console() if writer else Console(quiet=True)
     try:
         if writer:
-            run_dir.check(out, force)
+            run_dir.check(out, force, inputs=[table])
         if target is None:
             raise ValueError("Give the column to predict with '--target COLUMN' (a streamed fit takes no formula).")
         options = {k: v for k, v in roles.items() if v is not None}
@@ -359,8 +360,8 @@ def _fit_streamed(table, *, target, features, model, likelihood, link, roles, ba
         coded = tables.Target(target, lik.name, np.zeros(0), classes, reason)
         written = run_dir.write(out, lambda d: tables.write_outputs(result, d, target=coded, x=None, y=None,
                                                                     table=str(table), summary=summary_text),
-                                force=force)
-    except USER_ERRORS as err:
+                                force=force, inputs=[table])
+    except (*USER_ERRORS, run_dir.OutputError) as err:
         _fail(err)
     except KeyboardInterrupt:
         _console(stderr=True).print(f"Interrupted (Ctrl-C): nothing was saved, {out}/ is unchanged.", markup=False)
@@ -376,11 +377,15 @@ def predict(
                                                    "or by result.save().")],
     table: Annotated[Path, typer.Argument(help="CSV or Parquet file with the model's feature columns.")],
     out: Annotated[Optional[Path], typer.Option(help="Write here (.csv or .parquet) instead of printing CSV.")] = None,
+    skip_missing: Annotated[bool, typer.Option(help="Predict the rows whose features are all there; the others get an "
+                                                    "empty prediction and a 'skipped' note (default: refuse them).")]
+    = False,
 ) -> None:
     """Predict for each row of a table: the mean, or class probabilities and the most likely class."""
     from . import tables
     from .results import persist
     from .results.result import FitResult
+    from .show import csv_cells
 
     try:
         if out is not None:
@@ -389,11 +394,15 @@ def predict(
         outcome, meta = persist.read_with_info(model_dir)  # one read: classes and parameters of one save
         result = FitResult.of(outcome)
         frame = tables.read(table)
-        pred = tables.predict_table(result, frame, (meta.get("extra") or {}).get("classes"))
+        pred = tables.predict_table(result, frame, (meta.get("extra") or {}).get("classes"), skip_missing)
     except USER_ERRORS as err:
         _fail(err)
+    skipped = int((pred["skipped"] != "").sum()) if skip_missing else 0
+    if skipped:
+        _console(stderr=True).print(f"Skipped {skipped} row(s) with a missing or infinite feature value: their "
+                                    f"predictions are empty and the 'skipped' column says why.", markup=False)
     if out is None:
-        typer.echo(pred.to_csv(index=False), nl=False)
+        typer.echo(csv_cells.to_csv(pred), nl=False)
         return
     try:
         tables.write_predictions(pred, out)

@@ -163,7 +163,7 @@ def _hidden_weights(result):
 
 def write_outputs(outcomes: list[Outcome], out: str | Path) -> Path:
     """Write each history as CSV, every picture as PNG, and report.html into ``out``; return the report path."""
-    from .show import plots, report
+    from .show import csv_cells, plots, report
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,7 +173,7 @@ def write_outputs(outcomes: list[Outcome], out: str | Path) -> Path:
         if o.result is None:
             sections.append(report.Section(f"({o.experiment.key}) {o.experiment.title}", text=[f"Skipped: {o.skipped}"]))
             continue
-        o.result.history.to_csv(out / f"{name}_history.csv", index=False)
+        csv_cells.to_csv(o.result.history, out / f"{name}_history.csv")
         hidden = _hidden_weights(o.result) if o.result.model.name == "module" else None
         o.images = plots.save_all(o.result, out, truth=o.dataset.truth or None, prefix=f"{name}_",
                                   hidden_weights=hidden, x=o.dataset.train.x, y=o.dataset.train.y)

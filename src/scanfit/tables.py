@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .show import csv_cells
+
 __all__ = ["read", "encode_target", "features", "Target", "fit_table", "write_outputs", "predict_table",
            "final_table", "rich_table", "MAX_CLASSES"]
 
@@ -298,7 +300,7 @@ def write_outputs(result, out: str | Path, *, target: Target, x, y, table: str =
     extra = {"target": target.name, "classes": target.classes, "likelihood_reason": target.reason, "table": table}
     summary = summary if summary is not None else report.summary_or_reason(result)
     model_dir = result.save(out / "model", extra=extra, summary=summary)
-    result.history.to_csv(out / "history.csv", index=False)
+    csv_cells.to_csv(result.history, out / "history.csv")
     xs = np.asarray(x, dtype=float)
     images = painter.save_all(result, out, x=xs, y=np.asarray(y), classes=target.classes)
     section = report.result_section("Fit", result, images, text=[
@@ -312,32 +314,61 @@ def write_outputs(result, out: str | Path, *, target: Target, x, y, table: str =
     return [model_dir, out / "history.csv", *[p for _, p in images], rep]
 
 
-def predict_table(result, frame: pd.DataFrame, classes: list | None) -> pd.DataFrame:
+def predict_table(result, frame: pd.DataFrame, classes: list | None, skip_missing: bool = False) -> pd.DataFrame:
     """``frame`` with prediction columns appended: ``predicted`` (the mean, or the most likely class)
-    and, for classifiers, ``prob_<class>`` for each class (Bernoulli: the probability of class 1)."""
+    and, for classifiers, ``prob_<class>`` for each class (Bernoulli: the probability of class 1).
+    Rows with a missing or infinite feature value are refused, naming them; with ``skip_missing``
+    their predictions are left empty and a ``skipped`` column says why."""
     names = list(result.feature_names)
     if getattr(result.design, "formula", None) is not None:
-        p = result.predict(frame)  # the formula's transformations and levels, re-applied to the table
+        x = result.design.formula.features(frame)  # the formula's transformations and levels, re-applied
     else:
         missing = [c for c in names if c not in frame.columns]
         if missing:
             raise ValueError(f"The table lacks the feature columns {missing} that the model was fitted on; "
                              f"it has {list(map(str, frame.columns))}.")
-        p = result.predict(features(frame.assign(__target__=0), "__target__", names))
+        x = features(frame.assign(__target__=0), "__target__", names).to_numpy(dtype=float, na_value=np.nan)
+    finite = np.isfinite(x)
+    bad = ~finite.all(axis=1)
     out = {}  # the prediction columns, appended below (never over an input column)
+    if bad.any() or skip_missing:
+        out["skipped"] = _skipped(finite, bad, names, skip_missing)
+    p_kept = result.predict(x[~bad])
+    p = np.full((len(x), *p_kept.shape[1:]), np.nan)
+    p[~bad] = p_kept
     kind = result.likelihood.name
     if kind in ("gaussian", "poisson", "negativebinomial"):  # the mean (counts: per unit of exposure)
-        out["predicted"] = p
+        out = {"predicted": p, **out}
         return _append(frame, out)
     labels = classes if classes is not None else list(range(2 if p.ndim == 1 else p.shape[1]))
     if p.ndim == 1:
-        out[f"prob_{labels[1]}"] = p
-        out["predicted"] = np.where(p >= 0.5, labels[1], labels[0])
+        probs = {f"prob_{labels[1]}": p}
+        predicted = np.where(p >= 0.5, labels[1], labels[0])
     else:
-        for k, label in enumerate(labels):
-            out[f"prob_{label}"] = p[:, k]
-        out["predicted"] = np.asarray(labels, dtype=object)[np.argmax(p, axis=1)]
-    return _append(frame, out)
+        probs = {f"prob_{label}": p[:, k] for k, label in enumerate(labels)}
+        predicted = np.asarray(labels, dtype=object)[np.argmax(np.nan_to_num(p, nan=0.0), axis=1)]
+    if bad.any():
+        predicted = predicted.astype(object)
+        predicted[bad] = None
+    return _append(frame, {**probs, "predicted": predicted, **out})
+
+
+def _skipped(finite: np.ndarray, bad: np.ndarray, names: list, skip: bool) -> np.ndarray:
+    """The ``skipped`` column (why each row has no prediction); refused with the first rows named unless ``skip``."""
+    rows = np.flatnonzero(bad)
+    if not skip:
+        first = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+        lines = ", ".join(str(r + 2) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+        raise ValueError(f"{len(rows)} row(s) of the table have a missing or infinite feature value: rows {first} "
+                         f"(lines {lines} of a CSV with a header). Drop or impute them, or pass --skip-missing to "
+                         f"predict the other rows (the skipped ones get an empty prediction and a 'skipped' note).")
+    if len(rows) == len(bad):
+        raise ValueError(f"All {len(rows)} rows of the table have a missing or infinite feature value; there is "
+                         f"nothing to predict. Impute them first.")
+    why = np.full(len(bad), "", dtype=object)
+    for r in rows:
+        why[r] = "missing or infinite value in " + ", ".join(str(names[j]) for j in np.flatnonzero(~finite[r]))
+    return why
 
 
 def _append(frame: pd.DataFrame, columns: dict) -> pd.DataFrame:
@@ -440,7 +471,7 @@ def write_predictions(pred: pd.DataFrame, out: Path) -> None:
             if out.suffix.lower() in (".parquet", ".pq"):
                 pred.to_parquet(f, index=False)
             else:
-                f.write(pred.to_csv(index=False, sep="\t" if out.suffix.lower() == ".tsv" else ",").encode())
+                f.write(csv_cells.to_csv(pred, sep="\t" if out.suffix.lower() == ".tsv" else ",").encode())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, out)

@@ -1,0 +1,182 @@
+"""Nothing of the user's is lost or turned into a formula by what scanfit writes (issue 27's output items):
+``--out`` keeps every file scanfit did not write (nested ones included, with ``--force`` too), the input
+table is never an output, a full disk says so without a traceback, CSV cells cannot run in a spreadsheet,
+and ``predict`` names the rows it cannot predict and can skip them."""
+
+import errno
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from scanfit.cli import app
+from scanfit.results import run_dir
+from scanfit.show import csv_cells
+
+runner = CliRunner()
+OUTPUTS = ("model/model.json", "model/params.safetensors", "history.csv", "report.html", "plot.png")
+
+
+def invoke(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result, " ".join(result.output.split())
+
+
+def build(names=OUTPUTS, tag="new"):
+    """A stand-in for the fit's outputs: ``names`` written under the directory, each holding ``tag``."""
+    def write(directory):
+        paths = []
+        for name in names:
+            (directory / name).parent.mkdir(parents=True, exist_ok=True)
+            (directory / name).write_text(tag)
+            paths.append(directory / name)
+        return paths
+    return write
+
+
+def snapshot(top):
+    """The files under ``top`` and their text (scanfit's manifest left out)."""
+    return {str(p.relative_to(top)): p.read_text() for p in sorted(top.rglob("*")) if p.is_file()
+            and p.name != run_dir.MARKER}
+
+
+def test_force_replaces_only_the_files_scanfit_wrote(tmp_path):
+    out = tmp_path / "B"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "__init__.py").write_text("mine")
+    (out / "history.csv").write_text("my history")
+    with pytest.raises(FileExistsError, match=r"holds files of yours where scanfit writes its outputs \(history.csv\)"):
+        run_dir.write(out, build(), force=True)
+    assert snapshot(out) == {"model/__init__.py": "mine", "history.csv": "my history"}
+    (out / "history.csv").rename(out / "mine.csv")
+    run_dir.write(out, build(tag="first"), force=True)
+    manifest = json.loads((out / run_dir.MARKER).read_text())
+    assert manifest["version"] == 2 and manifest["files"] == sorted(OUTPUTS)
+    run_dir.write(out, build(OUTPUTS[:-1], tag="second"), force=True)  # no plot this time: the old one goes
+    assert snapshot(out) == {"model/__init__.py": "mine", "mine.csv": "my history", **dict.fromkeys(OUTPUTS[:-1], "second")}
+    assert sorted(os.listdir(tmp_path)) == ["B"]  # no temporary directory or lock left
+
+
+def test_a_refit_keeps_a_file_the_user_added_inside_model(tmp_path):
+    out = tmp_path / "B"
+    run_dir.write(out, build(tag="first"))
+    (out / "model" / "NOTES.md").write_text("notes")
+    (out / "extra").mkdir()
+    (out / "extra" / "a.txt").write_text("a")
+    with pytest.raises(FileExistsError, match=r"did not write \(extra/, model/NOTES.md\); choose a new or empty"):
+        run_dir.write(out, build(tag="second"))
+    assert (out / "model" / "NOTES.md").read_text() == "notes" and (out / "history.csv").read_text() == "first"
+    run_dir.write(out, build(tag="second"), force=True)
+    assert (out / "model" / "NOTES.md").read_text() == "notes" and (out / "extra" / "a.txt").read_text() == "a"
+    assert (out / "model" / "model.json").read_text() == "second"
+
+
+def test_an_old_manifest_of_top_level_names_covers_only_the_models_files(tmp_path):
+    out = tmp_path / "B"
+    run_dir.write(out, build(tag="first"))
+    (out / run_dir.MARKER).write_text(json.dumps({"written_by": "scanfit fit", "files": [
+        "history.csv", "model", "plot.png", "report.html"]}))
+    assert run_dir.foreign(out) == []
+    (out / "model" / "NOTES.md").write_text("notes")
+    assert run_dir.foreign(out) == ["model/NOTES.md"]
+
+
+def test_a_tampered_manifest_or_a_symlink_never_reaches_a_users_file(tmp_path):
+    out, theirs = tmp_path / "B", tmp_path / "theirs.csv"
+    theirs.write_text("data")
+    run_dir.write(out, build(tag="first"))
+    (out / run_dir.MARKER).write_text(json.dumps({"version": 2, "files": [*OUTPUTS, "../theirs.csv", "/etc/hosts"]}))
+    (out / "plot.png").unlink()
+    os.symlink(theirs, out / "plot.png")  # scanfit's file swapped for a link to the user's data
+    with pytest.raises(FileExistsError, match=r"did not write \(plot.png\)"):
+        run_dir.write(out, build(OUTPUTS[:-1]))
+    run_dir.write(out, build(OUTPUTS[:-1]), force=True)
+    assert theirs.read_text() == "data" and os.path.islink(out / "plot.png")
+
+
+def test_the_input_table_is_never_an_output(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pd.DataFrame({"x1": [1.0, 2.0, 3.0], "y": [0, 1, 0]}).to_csv("history.csv", index=False)
+    before = (tmp_path / "history.csv").read_bytes()
+    result, text = invoke("fit", "history.csv", "--target", "y", "--out", ".", "--force", "--no-progress")
+    assert result.exit_code == 1
+    assert (f"The table 'history.csv' is where scanfit writes its history.csv in the '--out' directory "
+            f"('{tmp_path}'); scanfit never writes over its input") in text
+    assert (tmp_path / "history.csv").read_bytes() == before and sorted(os.listdir(tmp_path)) == ["history.csv"]
+    run_dir.write("B", build())
+    with pytest.raises(FileExistsError, match="The table 'B/plot.png' is where scanfit writes its plot.png"):
+        run_dir.check("B", True, inputs=["B/plot.png"])  # an earlier fit's file, which a new fit replaces
+    with pytest.raises(FileExistsError, match="The table 'B' is the '--out' directory"):
+        run_dir.write("B", build(), force=True, inputs=["B"])
+
+
+def test_a_full_disk_is_a_clear_error_and_the_old_outputs_stay(tmp_path):
+    out = tmp_path / "B"
+    run_dir.write(out, build(tag="old"))
+
+    def full(directory):
+        build(OUTPUTS[:2])(directory)
+        raise OSError(errno.ENOSPC, "No space left on device", str(directory / "history.csv"))
+
+    with pytest.raises(run_dir.OutputError) as caught:
+        run_dir.write(out, full)
+    assert str(caught.value) == (f"Cannot write the outputs to the '--out' directory '{out}': No space left on device "
+                                 f"('{out / 'history.csv'}'). Its earlier contents are unchanged; free some space on "
+                                 f"that disk, or choose another --out directory.")
+    assert snapshot(out) == dict.fromkeys(OUTPUTS, "old") and sorted(os.listdir(tmp_path)) == ["B"]
+
+
+def test_the_cli_reports_a_full_disk_without_a_traceback(tmp_path, monkeypatch):
+    from scanfit import tables
+
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"x1": rng.normal(size=40), "y": rng.normal(size=40)}).to_csv(tmp_path / "t.csv", index=False)
+
+    def full(result, directory, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(directory / "history.csv"))
+
+    monkeypatch.setattr(tables, "write_outputs", full)
+    result, text = invoke("fit", tmp_path / "t.csv", "--target", "y", "--no-progress", "--out", tmp_path / "B")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert (f"Error: Cannot write the outputs to the '--out' directory '{tmp_path / 'B'}': No space left on device "
+            f"('{tmp_path / 'B' / 'history.csv'}')") in text
+    assert "Rows: 40 gave the estimates; none were held out for validation" in text
+    assert sorted(os.listdir(tmp_path)) == ["t.csv"]
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_quoted():
+    frame = pd.DataFrame({"=cmd": ["=HYPERLINK(\"http://x\")", "@SUM(1+1)", "+1+1", "-x", "\tt", "ok", "-1.5"],
+                          "x": [-1.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                          "c": pd.Categorical(["-a", "b", "b", "b", "b", "b", "b"])})
+    back = pd.read_csv(pd.io.common.StringIO(csv_cells.to_csv(frame)), keep_default_na=False)
+    assert list(back.columns) == ["'=cmd", "x", "c"]
+    assert back["'=cmd"].tolist() == ["'=HYPERLINK(\"http://x\")", "'@SUM(1+1)", "'+1+1", "'-x", "'\tt", "ok", "-1.5"]
+    assert back["x"].tolist() == frame["x"].tolist() and back["c"][0] == "'-a"
+    assert [csv_cells.cell(v) for v in ("\rr", "+2e3", ".5", -1.5, None)] == ["'\rr", "+2e3", ".5", -1.5, None]
+
+
+def test_predict_quotes_formula_labels_and_skips_rows_with_missing_values(tmp_path):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x1": rng.normal(size=60), "x2": rng.normal(size=60)})
+    frame["y"] = np.where(frame.x1 + rng.logistic(size=60) > 0, "=HYPERLINK(\"http://x\")", "@SUM(1+1)")
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    result, _ = invoke("fit", tmp_path / "t.csv", "--target", "y", "--no-progress", "--out", tmp_path / "B")
+    assert result.exit_code == 0, result.output
+    frame.loc[[3, 7], "x1"] = np.nan
+    frame.loc[7, "x2"] = np.inf
+    frame.to_csv(tmp_path / "gap.csv", index=False)
+    result, text = invoke("predict", tmp_path / "B", tmp_path / "gap.csv")
+    assert result.exit_code == 1
+    assert ("2 row(s) of the table have a missing or infinite feature value: rows 3, 7 (lines 5, 9 of a CSV with a "
+            "header). Drop or impute them, or pass --skip-missing") in text
+    result, _ = invoke("predict", tmp_path / "B", tmp_path / "gap.csv", "--skip-missing", "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0, result.output
+    pred = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert list(pred.columns) == ["x1", "x2", "y", "prob_@SUM(1+1)", "predicted", "skipped"]
+    assert set(pred["predicted"]) == {"'=HYPERLINK(\"http://x\")", "'@SUM(1+1)", ""}
+    assert pred.loc[[3, 7], "predicted"].tolist() == ["", ""] and pred.loc[3, "prob_@SUM(1+1)"] == ""
+    assert pred.loc[7, "skipped"] == "missing or infinite value in x1, x2" and set(pred["skipped"][:3]) == {""}
+    assert pred["x2"][0] == frame["x2"][0]  # numbers stay numbers
