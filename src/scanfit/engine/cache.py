@@ -94,11 +94,11 @@ def _use(path: Path | None, env: str, *, legacy: bool = False) -> Path | None:
 
     if path is not None:
         path = Path(os.path.abspath(path))
-        store = cache_store.claim(path, env, legacy=legacy)
-        if not os.access(path, os.R_OK | os.W_OK | os.X_OK):  # new entries need to write there
-            store.close()
+        try:
+            store = cache_store.claim(path, env, legacy=legacy)
+        except PermissionError:  # its key file and new entries need to write there
             raise OSError(f"the cache directory {str(path)!r} is not writable by you; make it writable or set {env} "
-                          f"to another directory")
+                          f"to another directory") from None
         cache_store.attach(store, str(path))  # JAX reads and writes through the store's descriptor
     jax.config.update("jax_compilation_cache_dir", None if path is None else str(path))
     restore = _STATE["restore"]  # the settings scanfit changed, as they were before
