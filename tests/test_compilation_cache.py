@@ -52,6 +52,10 @@ def _entries(tmp_path: Path) -> list[Path]:
 
 
 def test_a_second_process_loads_the_cached_bernoulli_fit_with_the_same_numbers(tmp_path):
+    from jax._src.compilation_cache import compress_executable, decompress_executable
+
+    from scanfit.engine import cache_store
+
     env = _env(tmp_path)
     first = _python(FIT, env)
     assert first["status"].startswith("on: ") and first["dir"].startswith(str(tmp_path / "cache" / "jax-cache"))
@@ -65,12 +69,27 @@ def test_a_second_process_loads_the_cached_bernoulli_fit_with_the_same_numbers(t
         assert first["native"].startswith(("compiled", "cached")) and second["native"].startswith("cached")
     mode = (tmp_path / "cache" / "jax-cache").stat().st_mode
     assert mode & 0o777 == 0o700 and (Path(first["dir"]).stat().st_mode & 0o777) == 0o700
+    # issue 27: each program's bytes changed, the compressor's checksum made to agree: none is loaded
+    head = len(cache_store.MAGIC) + 32
+    for entry in _entries(tmp_path):
+        blob = entry.read_bytes()
+        program = bytearray(decompress_executable(blob[head:]))
+        program[len(program) // 2] ^= 1
+        entry.write_bytes(blob[:head] + compress_executable(bytes(program)))
+    done = subprocess.run([sys.executable, "-c", FIT], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("CacheWarning: scanfit's compilation cache removed the entry") == 1, done.stderr[-3000:]
+    third = json.loads(done.stdout.strip().splitlines()[-1])
+    assert third["params"] == first["params"] and third["events"].get(HITS, 0) == 0  # all compiled again
+    store = cache_store.existing(Path(first["dir"]), "SCANFIT_CACHE")
+    assert all(store.get(e.name[:-len("-cache")]) for e in _entries(tmp_path))  # and written again, whole
+    store.close()
 
 
 def test_two_processes_fill_an_empty_cache_at_once(tmp_path):
     from jax._src.compilation_cache import decompress_executable
 
-    from scanfit.engine import programs
+    from scanfit.engine import cache_store, programs
 
     env = _env(tmp_path)
     procs = [subprocess.Popen([sys.executable, "-c", FIT], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -83,8 +102,10 @@ def test_two_processes_fill_an_empty_cache_at_once(tmp_path):
     assert a["params"] == b["params"] and a["history"] == b["history"]
     entries = _entries(tmp_path)
     assert entries
-    for entry in entries:  # every entry whole: it decompresses (a half-written one would not)
-        assert len(decompress_executable(entry.read_bytes())) > 4
+    store = cache_store.existing(entries[0].parent, "SCANFIT_COMPILATION_CACHE")
+    for entry in entries:  # every entry whole: its signature holds and it decompresses
+        assert len(decompress_executable(store.get(entry.name[:-len("-cache")]))) > 4
+    store.close()
     kept = sorted((tmp_path / "cache" / "programs").glob("*.prog"))  # the lowered programs (engine/programs.py)
     assert kept and not list((tmp_path / "cache" / "programs").glob("*.tmp"))
     for entry in kept:  # each whole: its checksum holds

@@ -13,34 +13,42 @@ is imported, in ``$SCANFIT_CACHE/jax-cache/<cpu>/`` (default ``~/.cache/scanfit`
 
 What scanfit sets (process-wide: JAX has one cache per process): the directory; a minimum compile
 time of 0 (JAX's default, 1 s, would keep none of scanfit's programs: they are small but many) and
-a bound of 1 GiB (JAX evicts the least recently used entries; ``cache_bound`` keeps the entries'
-total in a ledger, so that a write does not list the whole cache), each unless the user set it. The
-directory is created private (0700) and refused unless it is this user's and closed to other writers, as
-the native kernel's (``likelihoods.native.private_dir``): a compiled program is code this process
-runs. The last part of the default path hashes the CPU's features, so a home directory shared by
-machines of different CPUs never loads a program built for another.
+a bound of 1 GiB (the least recently used entries go first), each unless the user set it. JAX reads
+and writes scanfit's directory through ``cache_store.Store``, not its own file cache:
 
-Two processes at once: JAX's file cache writes an entry in place (not through a rename), but with a
-size bound every read and write holds a file lock (``filelock``), so no process reads a half-written
-entry; an entry is written once and never replaced. The native Bernoulli kernel: its FFI target is
-registered while the loop is traced (``native.bernoulli_target()``), and JAX looks up the cache only
-after tracing and lowering, so a cached program that calls the kernel is never loaded before the
-target exists. ``scanfit cache`` shows the cache, ``scanfit cache --clear`` empties it.
+- the directory is opened once and checked on that descriptor (this user's, closed to other
+  writers: a compiled program is code this process runs); every later use goes through the
+  descriptor, so a link swapped in for the path changes nothing;
+- it is used only if scanfit created it or found it empty (a key file marks it then); a directory
+  holding anything else is refused, with a warning once per process, and nothing there is deleted;
+- every entry carries an HMAC-SHA256 of its bytes under that directory's secret key, checked
+  before JAX sees them; a bad entry is removed with one warning and compiled again;
+- only entries the store recorded (``cache_bound``'s journal) are ever deleted, by the size bound
+  or by ``scanfit cache --clear``. An older scanfit's entries in the default place are replaced.
+
+The last part of the default path hashes the CPU's features, so a home directory shared by
+machines of different CPUs never loads a program built for another. Two processes at once: reads
+hold a shared lock, writes an exclusive one, an entry is written once and never replaced. The
+native Bernoulli kernel: its FFI target is registered while the loop is traced
+(``native.bernoulli_target()``), and JAX looks up the cache only after tracing and lowering, so a
+cached program that calls the kernel is never loaded before the target exists. ``scanfit cache``
+shows the cache, ``scanfit cache --clear`` empties it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import warnings
+import shutil
 from pathlib import Path
 
 import jax
 
 from ..likelihoods.native import cache_base, cpu_signature, private_dir
-from . import cache_bound
+from . import cache_bound, cache_store
+from .cache_store import CacheWarning, Refused
 
-__all__ = ["ENV", "clear", "compilation_cache", "configure", "default_dir", "describe", "programs_dir", "status"]
+__all__ = ["CacheWarning", "ENV", "Refused", "clear", "compilation_cache", "configure", "default_dir", "describe", "programs_dir", "status"]
 
 ENV = "SCANFIT_COMPILATION_CACHE"
 OFF = ("0", "off", "false", "no")
@@ -79,15 +87,19 @@ def _users_own() -> str | None:
     return None
 
 
-def _use(path: Path | None, env: str) -> Path | None:
-    """Point JAX's cache at ``path`` (checked private) with scanfit's settings; None turns scanfit's off."""
+def _use(path: Path | None, env: str, *, legacy: bool = False) -> Path | None:
+    """Point JAX's cache at ``path`` (opened once, checked, claimed: ``cache_store``) with scanfit's settings;
+    None turns scanfit's off. ``legacy``: the default place, where an older scanfit's entries are replaced."""
     from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
     if path is not None:
-        path = private_dir(path, env)
-        if not os.access(path, os.R_OK | os.W_OK | os.X_OK):  # JAX's lock and new entries need to write there
+        path = Path(os.path.abspath(path))
+        try:
+            store = cache_store.claim(path, env, legacy=legacy)
+        except PermissionError:  # its key file and new entries need to write there
             raise OSError(f"the cache directory {str(path)!r} is not writable by you; make it writable or set {env} "
-                          f"to another directory")
+                          f"to another directory") from None
+        cache_store.attach(store, str(path))  # JAX reads and writes through the store's descriptor
     jax.config.update("jax_compilation_cache_dir", None if path is None else str(path))
     restore = _STATE["restore"]  # the settings scanfit changed, as they were before
     for name, value in _OURS.items():
@@ -98,22 +110,12 @@ def _use(path: Path | None, env: str) -> Path | None:
             restore.pop(name, None)
         elif name in restore or name.upper() in os.environ or current != _JAX_DEFAULTS[name]:
             continue  # already scanfit's, or the user's own: left as it is
-        elif name != "jax_compilation_cache_max_size" or _has_filelock():
-            restore[name] = current  # (JAX's eviction needs filelock; without it: unbounded, scanfit cache --clear)
+        else:
+            restore[name] = current
             jax.config.update(name, value)
     jax_cache.reset_cache()  # JAX opens its cache once, at the first compile; a moved one must be opened again
     _STATE["dir"] = None if path is None else str(path)
-    if path is not None:
-        cache_bound.install(path)  # the size bound kept by a ledger, not by listing the cache at each write
     return path
-
-
-def _has_filelock() -> bool:
-    try:
-        import filelock  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def configure() -> None:
@@ -128,11 +130,12 @@ def configure() -> None:
         return
     explicit = setting.lower() not in ON
     try:
-        where = _use(Path(setting).expanduser() if explicit else default_dir(), ENV if explicit else "SCANFIT_CACHE")
+        where = (_use(Path(setting).expanduser(), ENV) if explicit
+                 else _use(default_dir(), "SCANFIT_CACHE", legacy=True))
     except (OSError, RuntimeError, ValueError) as err:  # no cache only costs compile time
         _STATE["status"] = f"off: {err}"
-        if explicit or os.environ.get("SCANFIT_CACHE"):  # a place the user chose: say why it is not used
-            warnings.warn(f"scanfit's compilation cache is off: {err}", RuntimeWarning, stacklevel=2)
+        if explicit or os.environ.get("SCANFIT_CACHE") or isinstance(err, Refused):  # say why, once
+            cache_store.warn_once("refused", f"scanfit's compilation cache is off: {err}")
         return
     _STATE["status"] = f"on: {where}"
 
@@ -184,64 +187,98 @@ def _files(folder: Path, patterns: tuple[str, ...], *, any_kind: bool = False) -
             if any_kind or (p.is_file() and not p.is_symlink())]
 
 
-ENTRY_FILES = ("*-cache", "*-atime")  # JAX's names: <key>-cache (the program), <key>-atime (its last use)
 KERNEL_FILES = ("bernoulli-*.so", "bernoulli-*.so.sha256", "glm-*.so", "glm-*.so.sha256")
 PROGRAM_FILES = ("*.prog", "*.prog*.tmp")  # programs.py's entries and its temporary files
 
 
-def _places() -> list[tuple[str, Path, tuple[str, ...]]]:
-    """(what, directory, file patterns) for everything scanfit keeps; nothing is created here."""
-    base = cache_base()
-    places = [("compiled programs", d, ENTRY_FILES) for d in sorted((base / "jax-cache").glob("*")) if d.is_dir()]
+def _compiled_dirs() -> list[Path]:
+    """The directories of compiled programs: the default ones (one per CPU) and this process's."""
+    root = cache_base() / "jax-cache"
+    found = sorted(d for d in root.glob("*") if d.is_dir() and not d.is_symlink())
     current = _STATE["dir"]
-    if current is not None and all(d != Path(current) for _, d, _ in places):
-        places.append(("compiled programs", Path(current), ENTRY_FILES))
-    return places + [("lowered programs", base / "programs", PROGRAM_FILES), ("native kernels", base, KERNEL_FILES)]
+    return found + ([Path(current)] if current is not None and Path(current) not in found else [])
+
+
+def _compiled(folder: Path, *, delete: bool) -> str:
+    """What ``folder`` holds of scanfit's compiled programs (deleted first with ``delete``), as a line's end.
+    Only entries scanfit recorded there go; in the default place, an older scanfit's entries too."""
+    try:
+        store = cache_store.existing(folder, ENV)
+        if store is None:
+            legacy = cache_store.legacy_files(folder, ENV) if folder.parent == cache_base() / "jax-cache" else []
+            return _legacy(folder, legacy, delete)
+        try:
+            if delete:
+                count, size = store.clear()
+                return f"Deleted {count} files of compiled programs ({_size(size)}) in {folder}"
+            sizes = [size for _, _, size in cache_bound.present(store.fd)]
+        finally:
+            store.close()
+    except (OSError, RuntimeError) as err:
+        return f"compiled programs: {folder} (not read: {err})"
+    return f"compiled programs: {folder} ({_count(len(sizes))}, {_size(sum(sizes))})"
+
+
+def _legacy(folder: Path, names: list[str], delete: bool) -> str:
+    """An older scanfit's entries in the default place, or a note that ``folder`` holds no scanfit cache."""
+    if not names:
+        return f"compiled programs: {folder} (no scanfit cache there: nothing of it is read or deleted)"
+    paths = [folder / n for n in names]
+    size = sum(p.lstat().st_size for p in paths)
+    if delete:
+        for p in paths:
+            p.unlink(missing_ok=True)
+        return f"Deleted {len(paths)} files of compiled programs ({_size(size)}) in {folder}"
+    return f"compiled programs: {folder} ({_count(sum(n.endswith('-cache') for n in names))} of an older scanfit, " \
+           f"{_size(size)})"
+
+
+def _count(n: int) -> str:
+    return f"{n} {'entries' if n != 1 else 'entry'}"
+
+
+def _places() -> list[tuple[str, Path, tuple[str, ...]]]:
+    """(what, directory, file patterns) for the lowered programs and the native kernels."""
+    base = cache_base()
+    return [("lowered programs", base / "programs", PROGRAM_FILES), ("native kernels", base, KERNEL_FILES)]
+
+
+def _status_line() -> str:
+    """The cache's state in this process; a refusal already said in a warning is not said again."""
+    return f"Compilation cache: {'off (the warning above says why)' if cache_store.warned('refused') else status()}"
 
 
 def describe() -> list[str]:
     """Lines for ``scanfit cache``: where the cache is, its state in this process, and its size."""
-    lines = [f"Compilation cache: {status()}"]
+    lines = [_status_line()] + [_compiled(d, delete=False) for d in _compiled_dirs()]
     for what, folder, patterns in _places():
         files = _files(folder, patterns)
-        count = sum(1 for p in files if not p.name.endswith(("-atime", ".sha256", ".tmp")))
-        lines.append(f"{what}: {folder} ({count} {'entries' if count != 1 else 'entry'}, "
-                     f"{_size(sum(p.stat().st_size for p in files))})")
+        count = sum(1 for p in files if not p.name.endswith((".sha256", ".tmp")))
+        lines.append(f"{what}: {folder} ({_count(count)}, {_size(sum(p.stat().st_size for p in files))})")
     return lines
 
 
 def clear() -> list[str]:
     """Delete the compiled programs and native kernels scanfit keeps (other files are left); lines saying what."""
-    lines = []
+    lines = [_status_line()] + [_compiled(d, delete=True) for d in _compiled_dirs()]
     for what, folder, patterns in _places():
-        with _locked(folder if patterns is ENTRY_FILES else None):
-            files = _files(folder, patterns, any_kind=True)  # a broken entry (a link, a pipe, a folder) goes too
-            freed = sum(p.lstat().st_size for p in files if p.is_file() and not p.is_symlink())
-            for p in files:
-                cache_bound.remove(p)
-            if patterns is ENTRY_FILES:
-                (folder / cache_bound.LEDGER).unlink(missing_ok=True)  # the entries' total, now 0
+        files = _files(folder, patterns, any_kind=True)  # a broken entry (a link, a pipe, a folder) goes too
+        freed = sum(p.lstat().st_size for p in files if p.is_file() and not p.is_symlink())
+        for p in files:
+            _remove(p)
         lines.append(f"Deleted {len(files)} files of {what} ({_size(freed)}) in {folder}")
     return lines
 
 
-class _locked:
-    """JAX's lock on a cache directory (held by its reads and writes when the size is bounded)."""
-
-    def __init__(self, folder: Path | None):
-        self.lock = None
-        if folder is not None and _has_filelock():
-            import filelock
-
-            self.lock = filelock.FileLock(folder / ".lockfile")
-
-    def __enter__(self):
-        if self.lock is not None:
-            self.lock.acquire(timeout=10)
-
-    def __exit__(self, *exc):
-        if self.lock is not None:
-            self.lock.release()
+def _remove(path: Path) -> None:
+    """Delete a file of any kind (a file, a link, a pipe, a folder); a failure leaves it."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _size(n: int) -> str:
