@@ -73,8 +73,9 @@ def test_main_exits_quickly_with_the_commands_code_output_and_exit_handlers(tmp_
               "ctypes.CDLL(None).printf(b'from C stdio')")  # Python's and C's buffered output are flushed
     assert big.returncode == 0 and big.stdout.startswith("x" * 200000) and "predict" in big.stdout
     assert "from C stdio" in big.stdout
-    threaded = run(["scanfit", "--help"], before="import time; threading.Thread(target=lambda: (time.sleep(0.5), "
+    threaded = run(["scanfit", "--help"], before="import time; threading.Thread(target=lambda: (time.sleep(2.5), "
                    "print('thread done', flush=True))).start()")  # exits only once the thread is done
+    # (the help must be printed before the thread wakes: 2.5 s, as a busy machine imports slowly)
     assert threaded.returncode == 0 and threaded.stdout.endswith("thread done\nhandler ran\n")
 
 

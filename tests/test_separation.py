@@ -118,3 +118,18 @@ def test_multinomial_certificate_at_the_estimate():
     assert r.status.code == "converged"
     coef = np.vstack([r.params["beta0"][None], r.params["beta1"]])
     assert identification.maximum_exists(x, y, coef, 4) is True
+
+
+def test_a_streamed_fit_reports_the_quasi_complete_separation_too():
+    from scanfit.data.sources import Arrays
+
+    x, y = _quasi()
+    with pytest.warns(sf.FitWarning, match="separat"):
+        r = sf.fit(sf.Linear(), sf.Bernoulli(), Arrays(x, y.astype(float)))
+    assert r.status.code == "separation" and "'x0' separates" in r.status.message
+    # a streamed logit whose maximum exists keeps its status: no row in the tail and a tiny decrement
+    d = sf.datasets.hyperplane(n_train=2000, n_valid=10, dim=3, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sf.FitWarning)
+        r = sf.fit(sf.Linear(), sf.Bernoulli(), Arrays(d.train.x, d.train.y.astype(float)))
+    assert r.status.code == "converged"

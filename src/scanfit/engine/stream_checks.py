@@ -1,12 +1,17 @@
 """Whether a streamed fit's maximum exists: separated classes (``Bernoulli``, ``Categorical``).
 
-In memory, a fit whose fitted logits run off (beyond ``identification.EXTREME_LOGIT``) or that did
-not converge is checked with a linear program over its rows (``identification.separation``). A
-streamed fit keeps no rows; it checks what a pass can sum:
+In memory, every fit is checked with ``identification.check_separation`` over its rows. A streamed
+fit keeps no rows; it checks what a pass can sum:
 
 - a class with no rows (its logit goes to minus infinity), from the first pass's class totals;
-- the final pass counts the rows whose fitted logit is extreme; when some are (or the fit did not
-  converge), one more pass finds, per class and column, the range of the class's rows and of the
+- the final pass counts the rows whose fitted logit is beyond ``identification.EXTREME_LOGIT``
+  (18.4: a probability within 1e-8 of 0 or 1). With none, an unweighted logit has a certificate
+  that the maximum exists when its Newton decrement ``g' H^-1 g`` (sums over the rows) is at most
+  ``(1 - FACTOR)^2 * TINY``: then every row's correction ``|a_i' u| <= sqrt(decrement / h_i)`` stays
+  below ``1 - FACTOR`` (``h_i = q_i (1 - q_i) >= TINY`` outside the tail), which is the in-memory
+  certificate of ``identification.maximum_exists`` with no tail. A probit or multinomial fit with no
+  such row is accepted when it converged;
+- otherwise one more pass finds, per class and column, the range of the class's rows and of the
   others' (``identification.class_ranges``): a column whose ranges do not overlap separates the class
   perfectly, and the status says so, as in memory.
 
@@ -42,18 +47,31 @@ def separation(fit, sums, status: Status) -> Status:
             return Status("separation", status.steps, f"{identification.missing_classes(missing)} {_TAIL}",
                           status.step)
     extreme = float(sums.get("extreme", 0.0))
-    if status.code == "converged" and not extreme > 0:
+    if not extreme > 0 and _certified(fit, sums, status):
         return status
     problem = identification.single_column(ranges(fit.feeder, k), fit.design.names, k)
     if problem is not None:
         return Status("separation", status.steps, f"{problem} {_TAIL}", status.step)
     if extreme > 0:
-        warnings.warn(f"{extreme:.0f} rows (by weight) have fitted logits beyond +-{identification.EXTREME_LOGIT:g} "
-                      f"(probabilities within 1e-13 of 0 or 1): the classes may be separated by a combination of "
+        warnings.warn(f"{extreme:.0f} rows (by weight) have fitted logits beyond +-{identification.EXTREME_LOGIT:.3g} "
+                      f"(probabilities within 1e-8 of 0 or 1): the classes may be separated by a combination of "
                       f"columns, and then no maximum-likelihood estimate exists. A streamed fit cannot run the linear "
                       f"program that checks it; fit a sample of the rows in memory (sf.fit on arrays) to check.",
                       FitWarning, stacklevel=5)
     return status
+
+
+def _certified(fit, sums, status: Status) -> bool:
+    """No row in the tail: the decrement certificate for an unweighted logit, else a converged status."""
+    logit = fit.family == "bernoulli" and getattr(fit.lik, "link", "logit") == "logit"
+    if not logit or fit.source.weights is not None or "g" not in sums or "h" not in sums:
+        return status.code == "converged"
+    g, h = np.asarray(sums["g"], np.float64), np.asarray(sums["h"], np.float64)
+    try:
+        decrement = float(g @ np.linalg.solve(h, g))
+    except np.linalg.LinAlgError:
+        return False
+    return 0 <= decrement <= (1 - identification.FACTOR) ** 2 * identification.TINY * (1 - identification.TINY)
 
 
 def ranges(feeder, n_classes: int) -> np.ndarray:
