@@ -302,5 +302,85 @@ def test_initialize_waits_a_bounded_time_for_the_others(monkeypatch):
     sf.distributed.initialize("localhost:1", num_processes=2, process_id=1)
     monkeypatch.setitem(distributed._STATE, "initialized", False)
     sf.distributed.initialize("localhost:1", num_processes=2, process_id=1, initialization_timeout=600)
-    assert seen[0]["initialization_timeout"] == 120 and seen[0]["heartbeat_timeout_seconds"] == 30
-    assert seen[1]["initialization_timeout"] == 600 and seen[1]["process_id"] == 1
+    monkeypatch.setitem(distributed._STATE, "initialized", False)
+    monkeypatch.setenv("SCANFIT_DISTRIBUTED_TIMEOUT", "5")
+    sf.distributed.initialize("localhost:1", num_processes=2, process_id=1)
+    # scanfit's watchdog ends the wait (60 s, or as given); JAX's own deadline (a C++ abort) comes 30 s later
+    assert seen[0]["initialization_timeout"] == 90 and seen[0]["heartbeat_timeout_seconds"] == 30
+    assert seen[1]["initialization_timeout"] == 630 and seen[1]["process_id"] == 1
+    assert seen[2]["initialization_timeout"] == 35
+    monkeypatch.setitem(distributed._STATE, "initialized", False)
+    for value in ("soon", "0", "-1"):
+        monkeypatch.setenv("SCANFIT_DISTRIBUTED_TIMEOUT", value)
+        with pytest.raises(ValueError, match="SCANFIT_DISTRIBUTED_TIMEOUT=.* is not a number of seconds"):
+            sf.distributed.initialize("localhost:1", num_processes=2, process_id=1)
+    monkeypatch.delenv("SCANFIT_DISTRIBUTED_TIMEOUT")
+    with pytest.raises(ValueError, match="'localhost' .* is not host:port"):
+        sf.distributed.initialize("localhost", num_processes=2, process_id=1)
+
+
+def test_cli_refuses_a_coordinator_port_in_use(tmp_path, logit_dir):
+    """Process 0 checks the port before starting the coordinator (JAX waited, then aborted after ~126 s)."""
+    from typer.testing import CliRunner
+
+    from scanfit.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("localhost", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = CliRunner().invoke(app, ["fit", str(logit_dir), "--target", "y", "--distributed", "--coordinator",
+                                       f"localhost:{port}", "--num-processes", "2", "--process-id", "0",
+                                       "--out", str(tmp_path / "o")])
+    assert res.exit_code == 1 and f"Port {port} of the coordinator address" in res.output, res.output
+    assert "in use" in res.output and "Choose a free port" in res.output and "Traceback" not in res.output
+
+
+def cli_join(logit_dir, port, count, pid, out):
+    return [str(Path(sys.executable).with_name("scanfit")), "fit", str(logit_dir), "--target", "y", "--distributed",
+            "--coordinator", f"localhost:{port}", "--num-processes", str(count), "--process-id", str(pid),
+            "--out", str(out), "--no-progress"]
+
+
+def test_a_peer_that_never_starts_or_another_count_ends_with_scanfit_message(tmp_path, logit_dir):
+    """Within the documented timeout, scanfit's message and status 1, not JAX's C++ abort (134)."""
+    import time
+
+    start = time.monotonic()
+    [alone] = run_all([cli_join(logit_dir, free_port(), 2, 0, tmp_path / "a")],
+                      env={"SCANFIT_DISTRIBUTED_TIMEOUT": "3"})
+    assert alone.returncode == 1, alone.stdout[-3000:]
+    assert time.monotonic() - start < 30
+    assert "Error: Process 0 waited 3 s for the other processes" in alone.stdout
+    assert "SCANFIT_DISTRIBUTED_TIMEOUT" in alone.stdout and "Terminating process" not in alone.stdout
+    port = free_port()  # both join, then compare their counts
+    done = run_all([cli_join(logit_dir, port, count, pid, tmp_path / "b") for pid, count in ((0, 2), (1, 3))],
+                   env={"SCANFIT_DISTRIBUTED_TIMEOUT": "20"})
+    assert [d.returncode for d in done] == [1, 1], [d.stdout[-2000:] for d in done]
+    assert "Process 1 (pid" in done[0].stdout and "--num-processes 3 (num_processes) and this process (0) with 2" \
+        in done[0].stdout
+    assert "--num-processes 2 (num_processes) and this process (1) with 3" in done[1].stdout
+
+
+def test_a_killed_peer_ends_the_others_at_once_with_the_message(tmp_path):
+    """The message, then status 1 at exit, without waiting for the dead peer in JAX's shutdown (an abort,
+    134, about 30 s later)."""
+    code = f"""
+    import os
+    port, pid = {free_port()}, int(sys.argv[1])
+    sf.distributed.initialize(f"localhost:{{port}}", num_processes=2, process_id=pid)
+    sf.distributed.allgather(np.ones(3))
+    if pid == 1:
+        os._exit(9)  # killed
+    import time
+    time.sleep(1)
+    try:
+        sf.distributed.allgather(np.ones(3))
+    except RuntimeError as err:
+        print("RESULT", json.dumps(str(err)))
+    """
+    script = child(tmp_path, "killed", code)
+    done = run_all([[sys.executable, str(script), str(i)] for i in range(2)], env={"SCANFIT_DISTRIBUTED_TIMEOUT": "20"})
+    assert done[1].returncode == 9 and done[0].returncode == 1, done[0].stdout[-3000:]
+    assert "Process 0 of 2 could not exchange sums with the others" in results(done[0].stdout)
+    assert "Terminating process" not in done[0].stdout

@@ -17,14 +17,16 @@ with ``sf.distributed.initialize("localhost:12355", num_processes=2, process_id=
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 __all__ = ["initialize", "process_index", "process_count", "is_writer", "allgather", "allreduce", "broadcast",
            "shutdown", "same_everywhere"]
 
-# JAX waits 300 s for the others to join and 100 s for a silent peer; a fit's processes start together,
-# so a missing or dead process is reported sooner (each can be given to initialize)
-TIMEOUTS = {"initialization_timeout": 120, "heartbeat_timeout_seconds": 30, "shutdown_timeout_seconds": 30}
+# JAX gives up on a silent peer after 100 s; a fit's processes start together, so a dead one is reported sooner.
+# The wait for the others to join is scanfit's (joining.timeout: 60 s or $SCANFIT_DISTRIBUTED_TIMEOUT)
+TIMEOUTS = {"heartbeat_timeout_seconds": 30, "shutdown_timeout_seconds": 30}
 
 _STATE = {"initialized": False}
 
@@ -33,12 +35,16 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                process_id: int | None = None, **kwargs) -> None:
     """Join (or, as process 0, start) a group of processes; see the module docstring. Arguments are
     ``jax.distributed.initialize``'s; left out, JAX detects the cluster (SLURM, Open MPI, ...).
-    Call it before any other JAX call in the process. scanfit waits ``initialization_timeout=120``
-    seconds for every process to join and gives up on a silent one after ``heartbeat_timeout_seconds=30``
-    (JAX's own: 300 and 100); pass them to change that."""
+    Call it before any other JAX call in the process. Process 0 first checks that the coordinator's port is
+    free. scanfit waits ``initialization_timeout`` seconds (default 60, or ``$SCANFIT_DISTRIBUTED_TIMEOUT``)
+    for every process to join: past it, the process prints why and ends with status 1 (JAX's runtime would
+    abort it). Then the processes compare their process counts (a mismatch raises ``RuntimeError``). A silent
+    peer is given up after ``heartbeat_timeout_seconds=30`` (JAX's: 100)."""
     import inspect
 
     import jax
+
+    from . import joining
 
     if _STATE["initialized"]:
         return
@@ -48,23 +54,34 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if process_id is not None and num_processes is not None and not 0 <= process_id < num_processes:
         raise ValueError(f"The 'process_id' parameter of initialize must be in 0..{num_processes - 1}. "
                          f"Got {process_id!r}.")
+    seconds = joining.timeout(kwargs.pop("initialization_timeout", None))
+    address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if address:
+        joining.check_address(address, starts=process_id == 0)
     try:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     except Exception:  # pragma: no cover - a JAX without the option
         pass
     accepted = inspect.signature(jax.distributed.initialize).parameters
     options = {**{k: v for k, v in TIMEOUTS.items() if k in accepted}, **kwargs}
+    if "initialization_timeout" in accepted:
+        options["initialization_timeout"] = int(seconds) + joining.JAX_MARGIN
+    where = (f"coordinator_address={address!r}, num_processes={num_processes!r}, process_id={process_id!r}"
+             if address or num_processes is not None else "detected from the cluster")
+    deadline = joining.Deadline(seconds, joining.waited(seconds, process_id, where))
     try:
         jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
                                    process_id=process_id, **options)
+        state = getattr(jax._src.distributed, "global_state", None)  # the values JAX took (given or detected)
+        if getattr(state, "client", None) is not None:
+            joining.compare(state.client, state.num_processes, state.process_id, seconds)
+    except joining.JoinError:
+        raise
     except Exception as err:
-        waited = options.get("initialization_timeout")
-        raise RuntimeError(f"sf.distributed.initialize could not join the process group "
-                           f"(coordinator_address={coordinator_address!r}, num_processes={num_processes!r}, "
-                           f"process_id={process_id!r}"
-                           + (f"; waited up to {waited} s for the others" if waited else "") + f"): {err}. Start "
-                           f"every process with the same coordinator address and process count, each with its own "
-                           f"process_id, or run under SLURM/MPI without arguments.") from None
+        raise RuntimeError(f"sf.distributed.initialize could not join the process group ({where}): {err} "
+                           f"To fix it, {joining.FIX}.") from None
+    finally:
+        deadline.cancel()
     _STATE["initialized"] = True
 
 
@@ -74,6 +91,27 @@ def shutdown() -> None:
     if _STATE["initialized"]:
         jax.distributed.shutdown()
         _STATE["initialized"] = False
+
+
+def _lost() -> None:
+    """A peer stopped: at exit JAX's handler would wait for it in the group's shutdown and then abort the
+    process (134) after the message; instead the process ends at exit with status 1, without that wait."""
+    import atexit
+
+    if not _STATE.get("lost"):
+        _STATE["lost"] = True
+        atexit.register(_end_now)  # run before JAX's handler (registered when JAX was imported)
+
+
+def _end_now() -> None:
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(1)
 
 
 def process_count() -> int:
@@ -110,6 +148,7 @@ def allgather(values: np.ndarray) -> np.ndarray:
         with jax.enable_x64(True):
             out = multihost_utils.process_allgather(values, tiled=False)
     except Exception as err:  # gloo's "Connection reset by peer", a size mismatch, ...
+        _lost()
         raise RuntimeError(f"Process {process_index()} of {process_count()} could not exchange sums with the others: "
                            f"a process of this distributed fit stopped (it failed, was killed, or runs another "
                            f"command). Its own output says why; start every process again. ({err})") from None
