@@ -130,7 +130,8 @@ def _parts(model, likelihood, optimizer, tol, record_every, chunk_records,
     def one_step(carry, data, record):
         step = carry["step"]
         x, y = source.batch(data, step)
-        value, aux, params, state, done = _stepped(stepper, objective, carry, x, y, masked and not multi)
+        value, aux, params, state, done = optimizers.step_unless_stopped(stepper, objective, carry, x, y,
+                                                                         masked and not multi)
         done = jnp.asarray(done, jnp.int32)  # 0 running, 1 converged, 2 stalled (see optimizers.FirstOrder)
         if penalty is not None and penalty.l1 > 0 and optimizer in ("gd", "sgd"):  # proximal gradient descent
             rate = state.hyperparams["learning_rate"]
@@ -197,25 +198,6 @@ def _parts(model, likelihood, optimizer, tol, record_every, chunk_records,
         chunk = jax.vmap(chunk, in_axes=(0, None))
         evaluate = jax.vmap(evaluate, in_axes=(0, None))
     return init, chunk, evaluate, columns
-
-
-def _stepped(stepper, objective, carry, x, y, skip_stopped: bool):
-    """``stepper.step`` at the carry's parameters; with ``skip_stopped`` (one start whose loop is masked), a
-    start that has stopped skips the step's work (a ``lax.cond``: the rest of a chunk after a Newton fit
-    converged cost as much as the steps before) and returns zeros, its parameters and state unchanged
-    (the masked loop keeps the carry's anyway)."""
-    def run(_):
-        return stepper.step(objective, carry["params"], carry["state"], x, y)
-
-    if not skip_stopped:
-        return run(None)
-    shapes = jax.eval_shape(run, None)
-
-    def skip(_):
-        value, aux, _, _, done = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
-        return value, aux, carry["params"], carry["state"], done
-
-    return lax.cond(carry["stopped"], skip, run, None)
 
 
 @functools.lru_cache(maxsize=64)

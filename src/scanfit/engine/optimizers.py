@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 if TYPE_CHECKING:  # optax is imported by the fits that use it (see is_transformation)
     import optax
 
-__all__ = ["NAMES", "SECOND_ORDER", "resolve", "default_learning_rate", "label", "is_transformation"]
+__all__ = ["NAMES", "SECOND_ORDER", "resolve", "default_learning_rate", "label", "is_transformation", "step_unless_stopped"]
 
 # First-order optax optimizers that take a learning rate as their first argument.
 _OPTAX = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adabelief", "adamax", "amsgrad",
@@ -141,3 +142,22 @@ def stepper(optimizer: Any, tol: float, model=None, likelihood=None, penalty=Non
 
         return second_order.make(optimizer, tol, model, None if penalty is not None else likelihood)
     return FirstOrder(optimizer)
+
+
+def step_unless_stopped(stepper, objective, carry, x, y, skip_stopped: bool):
+    """``stepper.step`` at the carry's parameters; with ``skip_stopped`` (one start whose loop is masked), a
+    start that has stopped skips the step's work (a ``lax.cond``: the rest of a chunk after a Newton fit
+    converged cost as much as the steps before) and returns zeros, its parameters and state unchanged
+    (the masked loop keeps the carry's anyway)."""
+    def run(_):
+        return stepper.step(objective, carry["params"], carry["state"], x, y)
+
+    if not skip_stopped:
+        return run(None)
+    shapes = jax.eval_shape(run, None)
+
+    def skip(_):
+        value, aux, _, _, done = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+        return value, aux, carry["params"], carry["state"], done
+
+    return lax.cond(carry["stopped"], skip, run, None)
