@@ -180,3 +180,63 @@ def test_predict_quotes_formula_labels_and_skips_rows_with_missing_values(tmp_pa
     assert pred.loc[[3, 7], "predicted"].tolist() == ["", ""] and pred.loc[3, "prob_@SUM(1+1)"] == ""
     assert pred.loc[7, "skipped"] == "missing or infinite value in x1, x2" and set(pred["skipped"][:3]) == {""}
     assert pred["x2"][0] == frame["x2"][0]  # numbers stay numbers
+
+
+@pytest.fixture(scope="module")
+def small_fit():
+    import _saved
+
+    return _saved.fits()[0]
+
+
+def test_save_refuses_a_directory_with_a_users_file_and_keeps_it(tmp_path, small_fit):
+    import scanfit as sf
+
+    path = small_fit.save(tmp_path / "m", summary="")
+    manifest = json.loads((path / run_dir.MARKER).read_text())
+    assert manifest["written_by"] == "result.save" and manifest["files"] == ["model.json", "params.safetensors"]
+    (path / "NOTES.md").write_bytes(b"my notes\n")
+    (path / "data").mkdir()
+    (path / "data" / "x.csv").write_bytes(b"1,2\n")
+    before = (path / "model.json").read_bytes()
+    with pytest.raises(FileExistsError) as caught:
+        small_fit.save(path, summary="")
+    assert str(caught.value) == (f"Cannot save to '{path}': the directory holds files that scanfit did not write "
+                                 f"(NOTES.md, data/), and saving replaces the whole directory. Move them elsewhere, "
+                                 f"or save to a new directory.")
+    assert (path / "NOTES.md").read_bytes() == b"my notes\n" and (path / "data" / "x.csv").read_bytes() == b"1,2\n"
+    assert (path / "model.json").read_bytes() == before and sf.load(path) is not None
+    (path / "NOTES.md").unlink()
+    (path / "data" / "x.csv").unlink()
+    (path / "data").rmdir()
+    small_fit.save(path, summary="")  # scanfit's own files only: replaced
+    assert sorted(os.listdir(tmp_path)) == ["m"]
+
+
+def test_save_never_replaces_a_users_file_or_their_model_json(tmp_path, small_fit):
+    theirs = tmp_path / "model"
+    theirs.write_bytes(b"not a directory")
+    with pytest.raises(FileExistsError, match=rf"Cannot save to '{theirs}': it is a file, and scanfit never replaces "
+                                              rf"a file it did not write. Give the path of a directory"):
+        small_fit.save(theirs, summary="")
+    assert theirs.read_bytes() == b"not a directory"
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "model.json").write_bytes(b'{"mine": 1}')  # a model.json that scanfit did not write
+    with pytest.raises(FileExistsError, match=r"did not write \(model.json\)"):
+        small_fit.save(tmp_path / "d", summary="")
+    assert (tmp_path / "d" / "model.json").read_bytes() == b'{"mine": 1}'
+
+
+def test_save_replaces_a_model_saved_before_manifests_and_follows_a_link(tmp_path, small_fit):
+    path = small_fit.save(tmp_path / "m", summary="")
+    (path / run_dir.MARKER).unlink()  # as saved before manifests: model.json and params.safetensors only
+    small_fit.save(path, summary="")
+    (path / run_dir.MARKER).unlink()
+    (path / "NOTES.md").write_text("notes")
+    with pytest.raises(FileExistsError, match=r"did not write \(NOTES.md\)"):
+        small_fit.save(path, summary="")
+    (path / "NOTES.md").unlink()
+    os.symlink(path, tmp_path / "link")
+    small_fit.save(tmp_path / "link", summary="")  # the directory the link names; the link stays
+    assert os.path.islink(tmp_path / "link") and (path / run_dir.MARKER).is_file()
+    assert sorted(os.listdir(tmp_path)) == ["link", "m"]
