@@ -240,3 +240,24 @@ def test_save_replaces_a_model_saved_before_manifests_and_follows_a_link(tmp_pat
     small_fit.save(tmp_path / "link", summary="")  # the directory the link names; the link stays
     assert os.path.islink(tmp_path / "link") and (path / run_dir.MARKER).is_file()
     assert sorted(os.listdir(tmp_path)) == ["link", "m"]
+
+
+def test_an_unreadable_folder_in_out_is_a_clear_error(tmp_path, monkeypatch):
+    out = tmp_path / "B"
+    run_dir.write(out, build(tag="old"))  # an earlier fit's outputs, then its model/ folder made unreadable
+    scandir = os.scandir
+
+    def unreadable(path="."):  # as chmod 000 would (the tests may run as root, which chmod does not stop)
+        if isinstance(path, (str, os.PathLike)) and os.fspath(path) == str(out / "model"):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(run_dir.os, "scandir", unreadable)
+    pd.DataFrame({"x1": [1.0, 2.0, 3.0], "y": [0.5, 1.0, 0.0]}).to_csv(tmp_path / "t.csv", index=False)
+    result, text = invoke("fit", tmp_path / "t.csv", "--target", "y", "--out", out, "--no-progress")
+    assert result.exit_code == 1 and "Traceback" not in result.output and "Likelihood" not in text  # before the fit
+    assert (f"Error: Cannot read the folder '{out / 'model'}' (Permission denied); scanfit looks at every file in a "
+            f"directory it writes to, so that it never replaces one of yours. Make the folder readable "
+            f"(chmod u+rx '{out / 'model'}') or choose another directory.") in text
+    monkeypatch.undo()
+    assert snapshot(out) == dict.fromkeys(OUTPUTS, "old")
