@@ -261,3 +261,30 @@ def test_an_unreadable_folder_in_out_is_a_clear_error(tmp_path, monkeypatch):
             f"(chmod u+rx '{out / 'model'}') or choose another directory.") in text
     monkeypatch.undo()
     assert snapshot(out) == dict.fromkeys(OUTPUTS, "old")
+
+
+def test_demo_writes_only_into_a_directory_it_owns(tmp_path, monkeypatch):
+    from scanfit import demo
+
+    runs, run = [], demo.run
+    monkeypatch.setattr(demo, "run", lambda **kw: runs or runs.extend(run(**kw)) or runs)  # the experiment runs once
+    out = tmp_path / "D"
+    out.mkdir()
+    (out / "notes.txt").write_bytes(b"notes")
+    (out / "a_linear_history.csv").write_bytes(b"my history")
+    result, text = invoke("demo", "--quick", "--only", "a", "--out", out)
+    assert result.exit_code == 1 and not runs  # refused before the experiments
+    assert (f"The '--out' directory '{out}' holds files that scanfit did not write (a_linear_history.csv, notes.txt); "
+            f"choose a new or empty directory, or pass --force") in text
+    result, text = invoke("demo", "--quick", "--only", "a", "--out", out, "--force")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "holds files of yours where scanfit writes its outputs (a_linear_history.csv)" in text
+    assert sorted(os.listdir(out)) == ["a_linear_history.csv", "notes.txt"]
+    assert (out / "a_linear_history.csv").read_bytes() == b"my history"
+    (out / "a_linear_history.csv").rename(out / "mine.csv")
+    result, text = invoke("demo", "--quick", "--only", "a", "--out", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert (out / "notes.txt").read_bytes() == b"notes" and (out / "mine.csv").read_bytes() == b"my history"
+    manifest = json.loads((out / run_dir.MARKER).read_text())
+    assert manifest["written_by"] == "scanfit demo" and "report.html" in manifest["files"]
+    assert set(os.listdir(out)) == {*manifest["files"], run_dir.MARKER, "notes.txt", "mine.csv"}
