@@ -288,3 +288,30 @@ def test_demo_writes_only_into_a_directory_it_owns(tmp_path, monkeypatch):
     manifest = json.loads((out / run_dir.MARKER).read_text())
     assert manifest["written_by"] == "scanfit demo" and "report.html" in manifest["files"]
     assert set(os.listdir(out)) == {*manifest["files"], run_dir.MARKER, "notes.txt", "mine.csv"}
+
+
+def test_predict_names_and_skips_rows_with_a_missing_text_value_of_a_formula_model(tmp_path):
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"x1": rng.normal(size=60), "region": rng.choice(["north", "south", "east"], 60)})
+    frame["y"] = frame.x1 + (frame.region == "north") + rng.normal(size=60) * 0.3
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    result, _ = invoke("fit", tmp_path / "t.csv", "--formula", "y ~ x1 + C(region)", "--no-progress", "--out",
+                       tmp_path / "B")
+    assert result.exit_code == 0, result.output
+    result, _ = invoke("predict", tmp_path / "B", tmp_path / "t.csv", "--out", tmp_path / "full.csv")
+    assert result.exit_code == 0, result.output
+    frame.loc[[2, 5], "region"] = np.nan
+    frame.loc[7, "x1"] = np.nan
+    frame.to_csv(tmp_path / "gap.csv", index=False)
+    result, text = invoke("predict", tmp_path / "B", tmp_path / "gap.csv")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert ("3 row(s) of the table have a missing or infinite feature value: rows 2, 5, 7 (lines 4, 7, 9 of a CSV "
+            "with a header). Drop or impute them, or pass --skip-missing") in text
+    result, _ = invoke("predict", tmp_path / "B", tmp_path / "gap.csv", "--skip-missing", "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0, result.output
+    pred, full = pd.read_csv(tmp_path / "p.csv"), pd.read_csv(tmp_path / "full.csv")
+    assert pred["skipped"][[2, 5, 7]].tolist() == ["missing or infinite value in region"] * 2 + [
+        "missing or infinite value in x1"]
+    assert pred["predicted"][[2, 5, 7]].isna().all() and pred["skipped"].notna().sum() == 3
+    kept = ~pred.index.isin([2, 5, 7])
+    np.testing.assert_allclose(pred["predicted"][kept], full["predicted"][kept], rtol=1e-12)
