@@ -213,7 +213,7 @@ def test_demo_quick_writes_tables_pictures_and_report(tmp_path):
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == sorted(["a_linear_history.csv", "a_linear_learning_path.png", "a_linear_coefficient_paths.png",
                             "d_hill_gd_history.csv", "d_hill_gd_learning_path.png", "d_hill_gd_decision_regions.png",
-                            "d_hill_gd_hidden_units.png", "d_hill_gd_restarts.png", "report.html"])
+                            "d_hill_gd_hidden_units.png", "d_hill_gd_restarts.png", "report.html", ".scanfit-fit.json"])
     html = (tmp_path / "report.html").read_text()
     assert html.count("<img src=") == 6 and "(d) hill network, gd" in html
 

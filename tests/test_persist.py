@@ -137,7 +137,7 @@ def test_newer_format_is_refused(tmp_path, linear_fit):
 def test_refuses_to_overwrite_other_directories(tmp_path, linear_fit):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "keep.txt").write_text("precious")
-    with pytest.raises(FileExistsError, match="non-empty directory that is not a saved scanfit model"):
+    with pytest.raises(FileExistsError, match=r"holds files that scanfit did not write \(keep.txt\)"):
         linear_fit[1].save(tmp_path / "data")
     assert (tmp_path / "data" / "keep.txt").read_text() == "precious"
     path = linear_fit[1].save(tmp_path / "m")
@@ -168,7 +168,7 @@ def test_crash_mid_save_leaves_the_old_model_loadable(tmp_path, monkeypatch, lin
 
 def test_no_pickle_in_files(tmp_path, linear_fit):
     path = linear_fit[1].save(tmp_path / "m")
-    assert sorted(p.name for p in path.iterdir()) == ["model.json", "params.safetensors"]
+    assert sorted(p.name for p in path.iterdir()) == [".scanfit-fit.json", "model.json", "params.safetensors"]
     assert b"pickle" not in (path / "params.safetensors").read_bytes()[:200]
 
 

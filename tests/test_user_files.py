@@ -180,3 +180,138 @@ def test_predict_quotes_formula_labels_and_skips_rows_with_missing_values(tmp_pa
     assert pred.loc[[3, 7], "predicted"].tolist() == ["", ""] and pred.loc[3, "prob_@SUM(1+1)"] == ""
     assert pred.loc[7, "skipped"] == "missing or infinite value in x1, x2" and set(pred["skipped"][:3]) == {""}
     assert pred["x2"][0] == frame["x2"][0]  # numbers stay numbers
+
+
+@pytest.fixture(scope="module")
+def small_fit():
+    import _saved
+
+    return _saved.fits()[0]
+
+
+def test_save_refuses_a_directory_with_a_users_file_and_keeps_it(tmp_path, small_fit):
+    import scanfit as sf
+
+    path = small_fit.save(tmp_path / "m", summary="")
+    manifest = json.loads((path / run_dir.MARKER).read_text())
+    assert manifest["written_by"] == "result.save" and manifest["files"] == ["model.json", "params.safetensors"]
+    (path / "NOTES.md").write_bytes(b"my notes\n")
+    (path / "data").mkdir()
+    (path / "data" / "x.csv").write_bytes(b"1,2\n")
+    before = (path / "model.json").read_bytes()
+    with pytest.raises(FileExistsError) as caught:
+        small_fit.save(path, summary="")
+    assert str(caught.value) == (f"Cannot save to '{path}': the directory holds files that scanfit did not write "
+                                 f"(NOTES.md, data/), and saving replaces the whole directory. Move them elsewhere, "
+                                 f"or save to a new directory.")
+    assert (path / "NOTES.md").read_bytes() == b"my notes\n" and (path / "data" / "x.csv").read_bytes() == b"1,2\n"
+    assert (path / "model.json").read_bytes() == before and sf.load(path) is not None
+    (path / "NOTES.md").unlink()
+    (path / "data" / "x.csv").unlink()
+    (path / "data").rmdir()
+    small_fit.save(path, summary="")  # scanfit's own files only: replaced
+    assert sorted(os.listdir(tmp_path)) == ["m"]
+
+
+def test_save_never_replaces_a_users_file_or_their_model_json(tmp_path, small_fit):
+    theirs = tmp_path / "model"
+    theirs.write_bytes(b"not a directory")
+    with pytest.raises(FileExistsError, match=rf"Cannot save to '{theirs}': it is a file, and scanfit never replaces "
+                                              rf"a file it did not write. Give the path of a directory"):
+        small_fit.save(theirs, summary="")
+    assert theirs.read_bytes() == b"not a directory"
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "model.json").write_bytes(b'{"mine": 1}')  # a model.json that scanfit did not write
+    with pytest.raises(FileExistsError, match=r"did not write \(model.json\)"):
+        small_fit.save(tmp_path / "d", summary="")
+    assert (tmp_path / "d" / "model.json").read_bytes() == b'{"mine": 1}'
+
+
+def test_save_replaces_a_model_saved_before_manifests_and_follows_a_link(tmp_path, small_fit):
+    path = small_fit.save(tmp_path / "m", summary="")
+    (path / run_dir.MARKER).unlink()  # as saved before manifests: model.json and params.safetensors only
+    small_fit.save(path, summary="")
+    (path / run_dir.MARKER).unlink()
+    (path / "NOTES.md").write_text("notes")
+    with pytest.raises(FileExistsError, match=r"did not write \(NOTES.md\)"):
+        small_fit.save(path, summary="")
+    (path / "NOTES.md").unlink()
+    os.symlink(path, tmp_path / "link")
+    small_fit.save(tmp_path / "link", summary="")  # the directory the link names; the link stays
+    assert os.path.islink(tmp_path / "link") and (path / run_dir.MARKER).is_file()
+    assert sorted(os.listdir(tmp_path)) == ["link", "m"]
+
+
+def test_an_unreadable_folder_in_out_is_a_clear_error(tmp_path, monkeypatch):
+    out = tmp_path / "B"
+    run_dir.write(out, build(tag="old"))  # an earlier fit's outputs, then its model/ folder made unreadable
+    scandir = os.scandir
+
+    def unreadable(path="."):  # as chmod 000 would (the tests may run as root, which chmod does not stop)
+        if isinstance(path, (str, os.PathLike)) and os.fspath(path) == str(out / "model"):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(run_dir.os, "scandir", unreadable)
+    pd.DataFrame({"x1": [1.0, 2.0, 3.0], "y": [0.5, 1.0, 0.0]}).to_csv(tmp_path / "t.csv", index=False)
+    result, text = invoke("fit", tmp_path / "t.csv", "--target", "y", "--out", out, "--no-progress")
+    assert result.exit_code == 1 and "Traceback" not in result.output and "Likelihood" not in text  # before the fit
+    assert (f"Error: Cannot read the folder '{out / 'model'}' (Permission denied); scanfit looks at every file in a "
+            f"directory it writes to, so that it never replaces one of yours. Make the folder readable "
+            f"(chmod u+rx '{out / 'model'}') or choose another directory.") in text
+    monkeypatch.undo()
+    assert snapshot(out) == dict.fromkeys(OUTPUTS, "old")
+
+
+def test_demo_writes_only_into_a_directory_it_owns(tmp_path, monkeypatch):
+    from scanfit import demo
+
+    runs, run = [], demo.run
+    monkeypatch.setattr(demo, "run", lambda **kw: runs or runs.extend(run(**kw)) or runs)  # the experiment runs once
+    out = tmp_path / "D"
+    out.mkdir()
+    (out / "notes.txt").write_bytes(b"notes")
+    (out / "a_linear_history.csv").write_bytes(b"my history")
+    result, text = invoke("demo", "--quick", "--only", "a", "--out", out)
+    assert result.exit_code == 1 and not runs  # refused before the experiments
+    assert (f"The '--out' directory '{out}' holds files that scanfit did not write (a_linear_history.csv, notes.txt); "
+            f"choose a new or empty directory, or pass --force") in text
+    result, text = invoke("demo", "--quick", "--only", "a", "--out", out, "--force")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "holds files of yours where scanfit writes its outputs (a_linear_history.csv)" in text
+    assert sorted(os.listdir(out)) == ["a_linear_history.csv", "notes.txt"]
+    assert (out / "a_linear_history.csv").read_bytes() == b"my history"
+    (out / "a_linear_history.csv").rename(out / "mine.csv")
+    result, text = invoke("demo", "--quick", "--only", "a", "--out", out, "--force")
+    assert result.exit_code == 0, result.output
+    assert (out / "notes.txt").read_bytes() == b"notes" and (out / "mine.csv").read_bytes() == b"my history"
+    manifest = json.loads((out / run_dir.MARKER).read_text())
+    assert manifest["written_by"] == "scanfit demo" and "report.html" in manifest["files"]
+    assert set(os.listdir(out)) == {*manifest["files"], run_dir.MARKER, "notes.txt", "mine.csv"}
+
+
+def test_predict_names_and_skips_rows_with_a_missing_text_value_of_a_formula_model(tmp_path):
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"x1": rng.normal(size=60), "region": rng.choice(["north", "south", "east"], 60)})
+    frame["y"] = frame.x1 + (frame.region == "north") + rng.normal(size=60) * 0.3
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    result, _ = invoke("fit", tmp_path / "t.csv", "--formula", "y ~ x1 + C(region)", "--no-progress", "--out",
+                       tmp_path / "B")
+    assert result.exit_code == 0, result.output
+    result, _ = invoke("predict", tmp_path / "B", tmp_path / "t.csv", "--out", tmp_path / "full.csv")
+    assert result.exit_code == 0, result.output
+    frame.loc[[2, 5], "region"] = np.nan
+    frame.loc[7, "x1"] = np.nan
+    frame.to_csv(tmp_path / "gap.csv", index=False)
+    result, text = invoke("predict", tmp_path / "B", tmp_path / "gap.csv")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert ("3 row(s) of the table have a missing or infinite feature value: rows 2, 5, 7 (lines 4, 7, 9 of a CSV "
+            "with a header). Drop or impute them, or pass --skip-missing") in text
+    result, _ = invoke("predict", tmp_path / "B", tmp_path / "gap.csv", "--skip-missing", "--out", tmp_path / "p.csv")
+    assert result.exit_code == 0, result.output
+    pred, full = pd.read_csv(tmp_path / "p.csv"), pd.read_csv(tmp_path / "full.csv")
+    assert pred["skipped"][[2, 5, 7]].tolist() == ["missing or infinite value in region"] * 2 + [
+        "missing or infinite value in x1"]
+    assert pred["predicted"][[2, 5, 7]].isna().all() and pred["skipped"].notna().sum() == 3
+    kept = ~pred.index.isin([2, 5, 7])
+    np.testing.assert_allclose(pred["predicted"][kept], full["predicted"][kept], rtol=1e-12)

@@ -1,6 +1,6 @@
 """The ``scanfit`` command line: a thin layer that turns options into library calls and prints.
 
-    scanfit demo [--out DIR] [--seed N]          the notebook's six experiments
+    scanfit demo [--out DIR] [--force] [--seed N] the notebook's six experiments
     scanfit fit TABLE --target COL [...]         fit a model to a CSV or Parquet table
     scanfit predict MODEL_DIR TABLE [--out F]    predictions for a table
     scanfit summary MODEL_DIR                    what a saved model is
@@ -98,12 +98,15 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed for the data and the starting parameters.")] = 0,
     quick: Annotated[bool, typer.Option(help="1,000 training rows and at most 2 starts: a quick check.")] = False,
     only: Annotated[Optional[str], typer.Option(help="Run only these experiments, e.g. 'ad' (of a-f).")] = None,
+    force: Annotated[bool, typer.Option(help="Write into a directory that has files of yours: they are never "
+                                             "replaced or removed, only scanfit's earlier outputs are.")] = False,
 ) -> None:
     """Run the notebook's six experiments and write a report (under 2 minutes on 2 cores)."""
     from rich.markup import escape
 
     from . import demo as demo_mod
     from . import tables
+    from .results import run_dir
 
     if only is not None and (not only or set(only) - set("abcdef")):
         _fail(f"The '--only' option takes letters among a-f, such as 'ad'. Got {only!r}.")
@@ -113,7 +116,9 @@ def demo(
         con.print(f"[bold]({exp.key}) {exp.title}[/]: {options['optimizer']}, learning rate "
                   f"{options['learning_rate']:g}, {options['steps']} steps, {options['restarts']} start(s)")
 
+    usual = ("report.html",)
     try:
+        run_dir.check(out, force, usual=usual)  # before the experiments, not after them
         outcomes = demo_mod.run(seed=seed, quick=quick, progress=True, only=only, on_start=started)
         summary_table = demo_mod.table(outcomes)
         con.print(tables.rich_table(summary_table.drop(columns="status"),
@@ -123,10 +128,11 @@ def demo(
                 con.print(f"({o.experiment.key}) {o.result.status}", markup=False)
             if o.result is None:
                 con.print(f"({o.experiment.key}) skipped: {o.skipped}", markup=False)
-        report = demo_mod.write_outputs(outcomes, out)
-    except USER_ERRORS as err:
+        report = run_dir.write(out, lambda d: [demo_mod.write_outputs(outcomes, d)], force=force, by="scanfit demo",
+                               usual=usual)[0]
+    except (*USER_ERRORS, run_dir.OutputError) as err:
         _fail(err)
-    con.print(f"Wrote histories, pictures and [bold]{report}[/] to {escape(str(out))}/")
+    con.print(f"Wrote histories, pictures and [bold]{escape(report.name)}[/] to {escape(str(out))}/")
 
 
 def _parse_list(value: Optional[str], option: str, kind=str) -> Optional[list]:

@@ -321,14 +321,14 @@ def predict_table(result, frame: pd.DataFrame, classes: list | None, skip_missin
     their predictions are left empty and a ``skipped`` column says why."""
     names = list(result.feature_names)
     if getattr(result.design, "formula", None) is not None:
-        x = result.design.formula.features(frame)  # the formula's transformations and levels, re-applied
+        x, finite, names = _formula_features(result.design.formula, frame)
     else:
         missing = [c for c in names if c not in frame.columns]
         if missing:
             raise ValueError(f"The table lacks the feature columns {missing} that the model was fitted on; "
                              f"it has {list(map(str, frame.columns))}.")
         x = features(frame.assign(__target__=0), "__target__", names).to_numpy(dtype=float, na_value=np.nan)
-    finite = np.isfinite(x)
+        finite = np.isfinite(x)
     bad = ~finite.all(axis=1)
     out = {}  # the prediction columns, appended below (never over an input column)
     if bad.any() or skip_missing:
@@ -351,6 +351,24 @@ def predict_table(result, frame: pd.DataFrame, classes: list | None, skip_missin
         predicted = predicted.astype(object)
         predicted[bad] = None
     return _append(frame, {**probs, "predicted": predicted, **out})
+
+
+def _formula_features(formula, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list]:
+    """A formula model's features of ``frame`` (its transformations and levels, re-applied), computed for the rows
+    whose input columns are all there (the others: NaN); which input values are there (not missing, and finite
+    where numeric); the input columns' names. The rows are named or skipped as for other models, instead of the
+    formula refusing the table at its first missing value."""
+    cols = formula.inputs()
+    if any(int((frame.columns == c).sum()) != 1 for c in cols):
+        formula.features(frame)  # says which columns are absent or repeated
+    there = np.column_stack([frame[c].notna().to_numpy() & (np.isfinite(frame[c].to_numpy(float, na_value=np.nan))
+                                                            if pd.api.types.is_numeric_dtype(frame[c]) else True)
+                             for c in cols]) if cols else np.ones((len(frame), 0), bool)
+    ok = there.all(axis=1)
+    x = np.full((len(frame), len(formula.names)), np.nan)
+    if ok.any():
+        x[ok] = formula.features(frame[ok])
+    return x, there, cols
 
 
 def _skipped(finite: np.ndarray, bad: np.ndarray, names: list, skip: bool) -> np.ndarray:

@@ -299,6 +299,10 @@ class Formula:
         aliases = _quoted(self.text)[1]
         return values, [_plain(str(c), aliases) for c in mm.columns]
 
+    def inputs(self) -> list[str]:
+        """The data columns that the right-hand side uses (``x`` for ``C(x)`` or ``log(x)``)."""
+        return sorted(_check(self.text)[2])
+
     def features(self, data: pd.DataFrame) -> np.ndarray:
         """The right-hand design of ``data``: float64 ``(n, len(names))``, without the intercept column."""
         values, cols = self._apply("rhs", data)

@@ -1,6 +1,6 @@
 """Saved models: ``result.save(dir)`` and ``sf.load(dir)``, without pickle.
 
-A saved model is a directory with two files:
+A saved model is a directory with two files (and scanfit's manifest of them, :data:`run_dir.MARKER`):
 
 - ``params.safetensors``: every parameter array, bit for bit (safetensors never runs code);
 - ``model.json``: the format version, the model and likelihood specifications, feature names,
@@ -21,7 +21,9 @@ the same model again (its parameter structure and shapes are checked against the
 
 Writes are atomic: the directory is written under a temporary name beside the target and then
 swapped into place in one step (Linux ``renameat2(RENAME_EXCHANGE)``), so the path holds the old
-model or the new one at every instant; concurrent saves to one path take turns (a lock file).
+model or the new one at every instant; concurrent saves to one path take turns (a lock file). Only a
+new or empty directory, or one that scanfit wrote (its manifest lists every file in it; a model saved
+before manifests: its two files), is replaced: a file of the user's, or a directory holding one, is refused.
 
 >>> import scanfit as sf, numpy as np, tempfile
 >>> d = sf.datasets.linear(n_train=200, seed=0)
@@ -56,6 +58,7 @@ from ..engine.outcome import Outcome, Status
 from ..likelihoods import Bernoulli, Categorical, Gaussian, NegativeBinomial, Poisson
 from ..models.core import MLP, Linear, as_model
 from . import model_files as files
+from . import run_dir
 from .model_files import MAX_META_BYTES, META_FILE, PARAMS_FILE, ModelFileError
 from .model_schema import FORMAT, FORMAT_VERSION, MAX_INFERENCE, Invalid, check_meta, check_params, leaf_names
 
@@ -208,8 +211,8 @@ def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrit
     target column, its classes and the data's origin there). ``summary`` is the summary table's
     text; by default it is computed here for models with interpretable coefficients (not for
     networks, whose weights are not identified) when the result holds its training data, so that
-    ``scanfit summary`` can show it without the data. An existing saved model at ``path`` is
-    replaced atomically; any other existing, non-empty directory is refused.
+    ``scanfit summary`` can show it without the data. A directory that scanfit wrote at ``path`` is
+    replaced atomically; a file, or a directory holding files that scanfit did not write, is refused.
     """
     from importlib.metadata import version
 
@@ -255,25 +258,52 @@ def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrit
     }
     text = _meta_text(meta)
     _self_check(path, text, params, result.model, result.likelihood, result.config.dtype, len(result.history))
+    given, path = path, Path(os.path.realpath(path))  # through a symbolic link: the directory it names
     path.parent.mkdir(parents=True, exist_ok=True)
     with files.locked(path):
         files.remove_debris(path)
-        if path.exists() and not path.is_dir():
-            raise FileExistsError(f"Cannot save to {str(path)!r}: it is a file; give a directory path.")
-        if path.is_dir() and any(path.iterdir()) and not (path / META_FILE).exists():
-            raise FileExistsError(f"Cannot save to {str(path)!r}: it is a non-empty directory that is not a saved "
-                                  f"scanfit model; choose a new or empty directory.")
-        if not overwrite and (path / META_FILE).exists():
-            raise FileExistsError(f"A saved model already exists at {str(path)!r}; pass overwrite=True to replace it.")
+        ours = _check_target(given, path)
+        if not overwrite and ours:
+            raise FileExistsError(f"A saved model already exists at {str(given)!r}; pass overwrite=True to replace it.")
         tmp = files.new_dir(path)
         try:
             _write(tmp, PARAMS_FILE, blob)
             _write(tmp, META_FILE, text.encode())
+            run_dir.write_manifest(tmp, [PARAMS_FILE, META_FILE], by="result.save")
             files.fsync_dir(tmp)
             files.replace_dir(tmp, path)  # afterwards tmp holds the previous model, if there was one
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return Path(given)
+
+
+def _legacy(path: Path) -> set[str]:
+    """The files of a model saved before saves wrote a manifest: its two files, when ``model.json`` is
+    scanfit's (it starts by naming the format); else none."""
+    try:
+        with open(path / META_FILE, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW)) as f:
+            head = f.read(200)
+    except OSError:
+        return set()
+    return {META_FILE, PARAMS_FILE} if head.startswith(f'{{\n "format": "{FORMAT}"'.encode()) else set()
+
+
+def _check_target(given, path: Path) -> bool:
+    """Refuse to save at ``path`` (the real path of ``given``) when that would remove something scanfit did not
+    write: a file, or a directory holding such files. True when a saved model of scanfit's is there."""
+    if os.path.lexists(path) and not path.is_dir():
+        raise FileExistsError(f"Cannot save to {str(given)!r}: it is a file, and scanfit never replaces a file it did "
+                              f"not write. Give the path of a directory: a new one, or one that result.save wrote.")
+    if not path.is_dir():
+        return False
+    listed = run_dir.manifest(path)
+    listed = _legacy(path) if listed is None else listed
+    theirs = run_dir.foreign(path, listed)
+    if theirs:
+        raise FileExistsError(f"Cannot save to {str(given)!r}: the directory holds files that scanfit did not write "
+                              f"({run_dir.listing(theirs)}), and saving replaces the whole directory. Move them "
+                              f"elsewhere, or save to a new directory.")
+    return bool(listed)
 
 
 # ---------------------------------------------------------------- load

@@ -1,4 +1,6 @@
-"""The output directory of ``scanfit fit --out DIR``, written as one piece, never over a file of the user's.
+"""The output directory of ``scanfit fit --out DIR`` (and ``scanfit demo --out DIR``), written as one piece,
+never over a file of the user's. Its manifest (:func:`manifest`, :func:`foreign`) also marks the directory of
+a saved model (``result.save``) as scanfit's.
 
 The model, ``history.csv``, the plots and ``report.html`` are built in a fresh directory beside
 ``DIR`` and put in its place in one step (:func:`model_files.replace_dir`) while holding ``DIR``'s
@@ -27,7 +29,7 @@ from typing import Callable, Iterable
 
 from . import model_files as files
 
-__all__ = ["MARKER", "OutputError", "check", "write"]
+__all__ = ["MARKER", "OutputError", "check", "write", "manifest", "foreign", "write_manifest", "listing"]
 
 MARKER = ".scanfit-fit.json"
 USUAL = ("history.csv", "report.html", f"model/{files.META_FILE}", f"model/{files.PARAMS_FILE}")  # every fit's
@@ -73,10 +75,19 @@ def manifest(out: Path) -> set[str] | None:
     return listed
 
 
+def _entries(top: Path) -> list:
+    try:
+        return sorted(os.scandir(top), key=lambda e: e.name)
+    except OSError as err:  # an unreadable folder: what is in it cannot be told apart from scanfit's files
+        raise OutputError(f"Cannot read the folder {str(top)!r} ({err.strerror or err}); scanfit looks at every file "
+                          f"in a directory it writes to, so that it never replaces one of yours. Make the folder "
+                          f"readable (chmod u+rx {str(top)!r}) or choose another directory.") from None
+
+
 def _tree(top: Path, prefix: str = "", descend: Callable[[str], bool] = lambda rel: True):
     """Every entry under ``top`` (its path relative to it and its lstat), a folder before its contents (entered
-    when ``descend(path)``); symbolic links are not followed."""
-    for entry in sorted(os.scandir(top), key=lambda e: e.name):
+    when ``descend(path)``); symbolic links are not followed. An unreadable folder is an :class:`OutputError`."""
+    for entry in _entries(top):
         rel = prefix + entry.name
         st = entry.stat(follow_symlinks=False)
         yield rel, st
@@ -105,7 +116,8 @@ def _inside(out: Path, name: str) -> bool:
                for k in range(len(parts)))
 
 
-def _listing(names: list[str]) -> str:
+def listing(names: list[str]) -> str:
+    """``names`` for a message: the first five, and how many in all."""
     return ", ".join(names[:5]) + (f", ... ({len(names)} in all)" if len(names) > 5 else "")
 
 
@@ -134,31 +146,31 @@ def _taken(out: Path, names: Iterable[str], listed: set[str] | None) -> list[str
     return taken
 
 
-def check(out: str | os.PathLike, force: bool = False, inputs: Iterable = ()) -> None:
+def check(out: str | os.PathLike, force: bool = False, inputs: Iterable = (), usual: Iterable[str] = USUAL) -> None:
     """Refuse an ``out`` that cannot take a fit's outputs: a file; a directory with files that scanfit did not
-    write (unless ``force``; with it, one whose files of the user's sit where every fit writes); one that holds
-    the input table. Called before fitting, and again just before the outputs are put in place."""
+    write (unless ``force``; with it, one whose files of the user's sit where every run writes, ``usual``); one
+    that holds the input table. Called before fitting, and again just before the outputs are put in place."""
     out = Path(os.path.realpath(out))
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"The '--out' option names {str(out)!r}, which is a file; give a directory "
-                              f"(new, empty, or written by an earlier scanfit fit).")
+                              f"(new, empty, or written by an earlier scanfit run).")
     listed = manifest(out) if out.is_dir() else None
-    _refuse_inputs(out, inputs, {*(listed or ()), *USUAL})
+    _refuse_inputs(out, inputs, {*(listed or ()), *usual})
     if not out.is_dir():
         return
     theirs = foreign(out, listed)
     if theirs and not force:
         raise FileExistsError(f"The '--out' directory {str(out)!r} holds files that scanfit did not write "
-                              f"({_listing(theirs)}); choose a new or empty directory, or pass --force to write "
+                              f"({listing(theirs)}); choose a new or empty directory, or pass --force to write "
                               f"scanfit's outputs beside them (files of yours are never replaced or removed).")
     if theirs:  # --force: the outputs go beside the user's files, never over them
-        _refuse_taken(out, _taken(out, (*USUAL, MARKER), listed))
+        _refuse_taken(out, _taken(out, (*usual, MARKER), listed))
 
 
 def _refuse_taken(out: Path, taken: list[str]) -> None:
     if taken:
         raise FileExistsError(f"The '--out' directory {str(out)!r} holds files of yours where scanfit writes its "
-                              f"outputs ({_listing(taken)}); scanfit never replaces a file it did not write: move or "
+                              f"outputs ({listing(taken)}); scanfit never replaces a file it did not write: move or "
                               f"rename them, or choose another --out directory.")
 
 
@@ -166,20 +178,21 @@ def _files(top: Path) -> list[str]:
     return [rel for rel, st in _tree(top) if not stat.S_ISDIR(st.st_mode)]
 
 
-def _write_manifest(directory: Path, names: Iterable[str]) -> None:
-    text = json.dumps({"written_by": "scanfit fit", "version": 2, "files": sorted(set(names))}, indent=1)
+def write_manifest(directory: Path, names: Iterable[str], by: str = "scanfit fit") -> None:
+    """Write the manifest of ``directory``: ``names`` (relative paths) are the files scanfit wrote there."""
+    text = json.dumps({"written_by": by, "version": 2, "files": sorted(set(names))}, indent=1)
     tmp = directory / f"{MARKER}.{secrets.token_hex(4)}.tmp"
     with open(tmp, "x") as f:  # a new name: never a file of the user's
         f.write(text)
     os.replace(tmp, directory / MARKER)
 
 
-def _merge(tmp: Path, out: Path, new: list[str], listed: set[str] | None) -> None:
+def _merge(tmp: Path, out: Path, new: list[str], listed: set[str] | None, by: str) -> None:
     """``--force`` into a directory with the user's files: scanfit's new files put in place one by one, then its
     earlier files that the new run did not write removed (with the folders they leave empty). The manifest lists
     both meanwhile, so an interrupted merge leaves nothing of scanfit's unlisted."""
     old = listed or set()
-    _write_manifest(out, old | set(new))
+    write_manifest(out, old | set(new), by)
     for name in new:
         (out / name).parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp / name, out / name)
@@ -192,7 +205,7 @@ def _merge(tmp: Path, out: Path, new: list[str], listed: set[str] | None) -> Non
             os.rmdir(out / folder)  # only when empty: a folder with the user's files stays
         except OSError:
             pass
-    _write_manifest(out, new)
+    write_manifest(out, new, by)
 
 
 def _failed(out: Path, tmp: Path, err: OSError) -> OutputError:
@@ -208,28 +221,29 @@ def _failed(out: Path, tmp: Path, err: OSError) -> OutputError:
 
 
 def write(out: str | os.PathLike, build: Callable[[Path], list[Path]], *, force: bool = False,
-          inputs: Iterable = ()) -> list[Path]:
+          inputs: Iterable = (), by: str = "scanfit fit", usual: Iterable[str] = USUAL) -> list[Path]:
     """Run ``build(directory)`` (it writes the outputs there and returns their paths) in a fresh
     directory beside ``out``, then put the outputs at ``out`` in one step; return their paths there.
-    ``inputs`` are the paths of the input table(s), which are never replaced."""
+    ``inputs`` are the paths of the input table(s), which are never replaced; ``by`` names the writer in
+    the manifest (``scanfit demo``); ``usual`` are the files every such run writes."""
     out = Path(os.path.realpath(out))
     inputs = list(inputs)
     tmp = None
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        check(out, force, inputs)
+        check(out, force, inputs, usual)
         tmp = files.new_dir(out, kind="fit")  # not "save": no saver's debris clean-up removes it while it fills
         written = build(tmp)
         new = _files(tmp)
-        _write_manifest(tmp, new)
+        write_manifest(tmp, new, by)
         files.fsync_dir(tmp)
         with files.locked(out):
-            check(out, force, inputs)  # another run may have written there meanwhile: theirs is scanfit's too
+            check(out, force, inputs, usual)  # another run may have written there meanwhile: theirs is scanfit's too
             listed = manifest(out) if out.is_dir() else None
             _refuse_inputs(out, inputs, new)
             if out.is_dir() and foreign(out, listed):
                 _refuse_taken(out, _taken(out, new, listed))
-                _merge(tmp, out, new, listed)
+                _merge(tmp, out, new, listed, by)
             else:
                 files.replace_dir(tmp, out)  # afterwards tmp holds the previous outputs, if any
     except OSError as err:
