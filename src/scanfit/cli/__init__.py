@@ -12,66 +12,16 @@ JAX and the rest of scanfit are imported inside the commands, so ``scanfit --hel
 from __future__ import annotations
 
 import warnings
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from .choices import Activation, CovType, Dtype, LikelihoodKind, Link, ModelKind, Optimizer
+
 app = typer.Typer(name="scanfit", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Fit likelihood models with compiled JAX loops: the notebook's demo, fits on tables, "
                        "predictions and summaries of saved models.")
-
-
-class ModelKind(str, Enum):
-    linear = "linear"
-    mlp = "mlp"
-
-
-class LikelihoodKind(str, Enum):
-    gaussian = "gaussian"
-    bernoulli = "bernoulli"
-    categorical = "categorical"
-    poisson = "poisson"
-    negativebinomial = "negativebinomial"
-
-
-class Link(str, Enum):
-    logit = "logit"
-    probit = "probit"
-
-
-class Activation(str, Enum):
-    sigmoid = "sigmoid"
-    tanh = "tanh"
-    relu = "relu"
-
-
-class Optimizer(str, Enum):
-    auto = "auto"
-    gd = "gd"
-    sgd = "sgd"
-    adam = "adam"
-    adamw = "adamw"
-    rmsprop = "rmsprop"
-    adagrad = "adagrad"
-    newton = "newton"
-    lbfgs = "lbfgs"
-
-
-class Dtype(str, Enum):
-    auto = "auto"
-    float32 = "float32"
-    float64 = "float64"
-
-
-class CovType(str, Enum):
-    nonrobust = "nonrobust"
-    HC0 = "HC0"
-    HC1 = "HC1"
-    HC2 = "HC2"
-    HC3 = "HC3"
-    cluster = "cluster"
 
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyError, TimeoutError)
@@ -104,9 +54,9 @@ def demo(
     """Run the notebook's six experiments and write a report (under 2 minutes on 2 cores)."""
     from rich.markup import escape
 
-    from . import demo as demo_mod
-    from . import tables
-    from .results import run_dir
+    from .. import demo as demo_mod
+    from .. import tables
+    from ..results import run_dir
 
     if only is not None and (not only or set(only) - set("abcdef")):
         _fail(f"The '--only' option takes letters among a-f, such as 'ad'. Got {only!r}.")
@@ -216,7 +166,7 @@ def fit(
 
     The outputs replace those of an earlier `scanfit fit` in --out as one piece; Ctrl-C stops the fit
     and saves it as far as it went (status 'interrupted', exit code 130)."""
-    from .show.painter import Painter
+    from ..show.painter import Painter
 
     feature_list = _parse_list(features, "--features")
     hidden_units = _parse_list(hidden, "--hidden", int)
@@ -232,9 +182,9 @@ def fit(
     if (coordinator is not None or num_processes is not None or process_id is not None) and not distributed:
         _fail("The '--coordinator', '--num-processes' and '--process-id' options go with '--distributed'.")
     painter = Painter.start()  # before this process imports pandas and JAX: it imports matplotlib meanwhile
-    from . import tables
-    from .results import run_dir
-    from .show import report
+    from .. import tables
+    from ..results import run_dir
+    from ..show import report
 
     if tables.streams(table, batch_rows, distributed):
         painter.close()  # a streamed fit draws its pictures itself
@@ -316,9 +266,9 @@ def _fit_streamed(table, *, target, features, model, likelihood, link, roles, ba
 
     import scanfit as sf
 
-    from . import tables
-    from .results import run_dir
-    from .show import report
+    from .. import tables
+    from ..results import run_dir
+    from ..show import report
 
     if distributed is not None:
         try:
@@ -388,10 +338,10 @@ def predict(
     = False,
 ) -> None:
     """Predict for each row of a table: the mean, or class probabilities and the most likely class."""
-    from . import tables
-    from .results import persist
-    from .results.result import FitResult
-    from .show import csv_cells
+    from .. import tables
+    from ..results import persist
+    from ..results.result import FitResult
+    from ..show import csv_cells
 
     try:
         if out is not None:
@@ -427,8 +377,8 @@ def summary(
     model_dir: Annotated[Path, typer.Argument(help="A directory written by `scanfit fit` or result.save().")],
 ) -> None:
     """Print what was fitted, on what data, its final statistics and the summary table."""
-    from . import tables
-    from .results import persist
+    from .. import tables
+    from ..results import persist
 
     try:
         meta = persist.info(_model_path(model_dir))
@@ -464,7 +414,7 @@ def cache(
                                              "are built again when next needed).")] = False,
 ) -> None:
     """Where scanfit keeps compiled programs between processes ($SCANFIT_CACHE), and their size."""
-    from .engine import cache as compiled
+    from ..engine import cache as compiled
 
     try:
         lines = compiled.clear() if clear else compiled.describe()
