@@ -152,11 +152,50 @@ def features(frame: pd.DataFrame, target: str, wanted: list[str] | None) -> pd.D
     x = frame[wanted] if wanted else frame.drop(columns=[target])
     if x.shape[1] == 0:
         raise ValueError("There are no feature columns: the table holds only the target.")
-    text = [str(c) for c, t in x.dtypes.items() if not (pd.api.types.is_numeric_dtype(t) or pd.api.types.is_bool_dtype(t))]
+    other = [c for c, t in x.dtypes.items() if not (pd.api.types.is_numeric_dtype(t) or pd.api.types.is_bool_dtype(t))]
+    kinds = {c: _kind(x[c]) for c in other}
+    text = [str(c) for c in other if kinds[c] == "text"]
     if text:
-        raise ValueError(f"The feature columns {text} hold text (categories); scanfit does not encode them. "
-                         f"One-hot encode them first (pandas.get_dummies) or leave them out with --features.")
+        raise ValueError(f"The feature columns {text} hold text (categories); scanfit does not encode them behind "
+                         f"your back. Name them in a formula, e.g. --formula '{target} ~ {' + '.join(f'C({c})' for c in text[:2])}"
+                         f" + ...' (C(column) codes the categories), or leave them out with --features.")
+    if other:
+        shown = ", ".join(f"{str(c)!r} ({kinds[c]})" for c in other)
+        raise ValueError(f"The feature columns {shown} do not hold numbers; scanfit fits numeric columns. "
+                         f"{' '.join(dict.fromkeys(_FIXES[k.split(',')[0]] for k in kinds.values()))} Or leave them "
+                         f"out with --features.")
     return x.astype(float)
+
+
+_FIXES = {"timestamps": "Turn timestamps into numbers first, e.g. days since a date or the year.",
+          "decimals": "Cast decimals to floating point first (pyarrow: pc.cast(column, pa.float64())).",
+          "lists": "Spread lists into one column per element first.",
+          "structs": "Flatten structs into one column per field first (pyarrow: table.flatten()).",
+          "values": "Convert them to numbers first."}
+
+
+def _kind(column: pd.Series) -> str:
+    """What a non-numeric column holds, named for a message: text, timestamps, decimals, lists, structs."""
+    import datetime
+    import decimal
+
+    if pd.api.types.is_datetime64_any_dtype(column) or pd.api.types.is_timedelta64_dtype(column):
+        return f"timestamps, {column.dtype}"
+    arrow = getattr(column.dtype, "pyarrow_dtype", None)
+    if arrow is not None and not (str(arrow).startswith(("string", "large_string", "dictionary"))):
+        import pyarrow as pa
+
+        kind = ("timestamps" if pa.types.is_temporal(arrow) else "decimals" if pa.types.is_decimal(arrow) else
+                "lists" if pa.types.is_list(arrow) or pa.types.is_large_list(arrow) else
+                "structs" if pa.types.is_struct(arrow) else "values")
+        return f"{kind}, {arrow}"
+    sample = next((v for v in column if v is not None and not (isinstance(v, float) and v != v)), None) \
+        if column.dtype == object else ""
+    for kind, types in (("decimals", decimal.Decimal), ("timestamps", (datetime.date, datetime.time)),
+                        ("lists", (list, tuple, np.ndarray)), ("structs", dict)):
+        if isinstance(sample, types):
+            return f"{kind}, e.g. {str(sample)[:40]}"
+    return "text"
 
 
 def _role_columns(frame: pd.DataFrame, roles: dict) -> list[str]:
@@ -181,9 +220,10 @@ def _fit_formula(frame, formula, *, model, likelihood, link, valid_fraction, see
     target = encode_target(frame[lhs], likelihood) if lhs in frame.columns else \
         Target(lhs, likelihood or "gaussian", np.zeros(len(frame)), None, f"{likelihood or 'gaussian'} (formula)")
     data = frame.assign(**{lhs: target.codes}) if lhs in frame.columns else frame
-    order = np.random.default_rng(seed).permutation(len(frame))
-    n_valid = int(round(valid_fraction * len(frame)))
-    tr, va = order[n_valid:], order[:n_valid]
+    tr, va = _split(len(frame), valid_fraction, seed)
+    n_valid = len(va)
+    if n_valid:  # every row checked in the table's order first, so that an error names the user's row
+        Formula.build(formula, data)
     train = data.iloc[tr].reset_index(drop=True)
     lik = _likelihood(sf, target, link)
     options = {k: v for k, v in roles.items() if k in ("weights", "exposure", "offset") and v is not None}
@@ -237,8 +277,7 @@ def fit_table(frame: pd.DataFrame, *, target: str | None, features_: list[str] |
         out = _fit_formula(frame, formula, model=model, likelihood=likelihood, link=link,
                            valid_fraction=valid_fraction, seed=seed, roles=roles, **fit_options)
         if cluster is not None:
-            order = np.random.default_rng(seed).permutation(len(frame))
-            out[0].data = frame[[cluster]].iloc[order[int(round(valid_fraction * len(frame))):]].reset_index(drop=True)
+            out[0].data = frame[[cluster]].iloc[_split(len(frame), valid_fraction, seed)[0]].reset_index(drop=True)
         return out
     if target is None:
         raise ValueError("Give the column to predict with '--target COLUMN', or a '--formula'.")
@@ -247,12 +286,11 @@ def fit_table(frame: pd.DataFrame, *, target: str | None, features_: list[str] |
     x = features(frame.drop(columns=dropped) if dropped else frame, target, features_)
     y = encode_target(frame[target], likelihood)
     _finite(x)  # before the rows are shuffled: the row named is the table's
-    order = np.random.default_rng(seed).permutation(len(frame))
-    n_valid = int(round(valid_fraction * len(frame)))
+    tr, va = _split(len(frame), valid_fraction, seed)
+    n_valid = len(va)
     if valid_fraction > 0 and (n_valid < 1 or n_valid >= len(frame)):
         raise ValueError(f"The table has {len(frame)} rows, too few to hold out valid_fraction={valid_fraction}; "
                          f"use --valid-fraction 0 or more rows.")
-    tr, va = order[n_valid:], order[:n_valid]
     lik = _likelihood(sf, y, link)
     xt, yt = x.iloc[tr].reset_index(drop=True), y.codes[tr]
     options = {k: frame[v].to_numpy()[tr] for k, v in roles.items() if v is not None}
@@ -262,6 +300,16 @@ def fit_table(frame: pd.DataFrame, *, target: str | None, features_: list[str] |
     if cluster is not None:
         result.data = frame[[cluster]].iloc[tr].reset_index(drop=True)  # summary(groups=cluster) reads it
     return result, y, xt, yt
+
+
+def _split(n: int, valid_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training and validation rows: a share ``valid_fraction`` of the rows, shuffled with ``seed``, held
+    out; with none held out, every row in the table's order (so that a row named in a message is the table's)."""
+    n_valid = int(round(valid_fraction * n))
+    if not n_valid:
+        return np.arange(n), np.arange(0)
+    order = np.random.default_rng(seed).permutation(n)
+    return order[n_valid:], order[:n_valid]
 
 
 def _finite(x: pd.DataFrame) -> None:
@@ -419,12 +467,15 @@ def streamed_likelihood(sf, source, likelihood, link):
 
     name = source.target
     if likelihood is None:
-        column = pq.read_table(source.files[0], columns=[name]).column(0).to_pandas().rename(name)
+        column = _distinct(pq, source.files[0], name)
         try:
             chosen = encode_target(column, None)
         except ValueError as err:
             raise ValueError(f"{err} (read from the first file, {source.files[0]!r}); name the likelihood with "
                              f"--likelihood.") from None
+        if len(column) > MAX_CLASSES:
+            chosen = Target(name, chosen.likelihood, column.to_numpy(), None, f"target {name!r} has more than "
+                            f"{MAX_CLASSES} distinct numeric values: {chosen.likelihood}")
         likelihood = chosen.likelihood
         coded = chosen.classes is None or all(float(c) == k for k, c in enumerate(chosen.classes))
         if not coded and likelihood in ("bernoulli", "categorical"):
@@ -443,18 +494,41 @@ def streamed_likelihood(sf, source, likelihood, link):
     return (lik() if lik else sf.Bernoulli(link=link or "logit")), classes, reason
 
 
+def _distinct(pq, path: str, name: str, batch_rows: int = 1 << 20) -> pd.Series:
+    """The distinct values of the column ``name`` of one Parquet file, read a batch at a time (memory for one
+    batch, not the column) and only until more than ``MAX_CLASSES`` are seen: enough to choose the likelihood.
+    Missing values are refused here, naming the first one's row."""
+    seen, row = None, 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=[name]):
+        values = batch.column(0).to_numpy(zero_copy_only=False)
+        missing = pd.isna(values)
+        if missing.any():
+            raise ValueError(f"The target column {name!r} has missing values, the first at row "
+                             f"{row + int(np.argmax(missing))} of {path!r}; drop or fill them before the fit.")
+        seen = np.unique(values if seen is None else np.concatenate([seen, np.unique(values)]))
+        row += len(values)
+        if len(seen) > MAX_CLASSES:
+            break
+    if seen is not None and len(seen) == 1:
+        raise ValueError(f"The target column {name!r} holds one value, {_plain(seen)[0]!r}, in all {row} rows; there "
+                         f"is nothing to learn. Choose another target column.")
+    return pd.Series(seen if seen is not None else [], name=name)
+
+
 def rich_table(frame: pd.DataFrame, title: str = ""):
     """``frame`` as a rich Table for the terminal (numbers to 4 significant digits, right-aligned)."""
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=Text(title) if title else None, title_justify="left", box=None, padding=(0, 1),
+    from .show.terminal import printable
+
+    table = Table(title=Text(printable(title)) if title else None, title_justify="left", box=None, padding=(0, 1),
                   header_style="bold")
     for col in frame.columns:
         numeric = pd.api.types.is_numeric_dtype(frame[col])
-        table.add_column(Text(str(col)), justify="right" if numeric else "left", overflow="fold")
+        table.add_column(Text(printable(col)), justify="right" if numeric else "left", overflow="fold")
     for row in frame.itertuples(index=False):
-        table.add_row(*(Text(_fmt(v)) for v in row))
+        table.add_row(*(Text(printable(_fmt(v))) for v in row))
     return table
 
 

@@ -28,9 +28,9 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyErr
 
 
 def _console(stderr: bool = False):
-    from rich.console import Console
+    from .show.terminal import console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    return console(stderr)  # control characters in printed strings made visible (names from the user's data)
 
 
 def _fail(err: Exception | str) -> None:
@@ -390,7 +390,10 @@ def summary(
     def line(*parts: str) -> None:  # labels in bold; the saved text (column names, paths) never as markup
         from rich.text import Text
 
-        con.print(Text.assemble(*((part, "bold") if k % 2 == 0 else part for k, part in enumerate(parts))))
+        from .show.terminal import printable
+
+        con.print(Text.assemble(*((printable(part), "bold") if k % 2 == 0 else printable(part)
+                                  for k, part in enumerate(parts))))
 
     line("Model", f": {meta['model']}  ", "likelihood", f": {meta['likelihood']}")
     if extra.get("target"):
@@ -398,7 +401,8 @@ def summary(
     line("Features", f" ({len(meta['feature_names'])}): {', '.join(meta['feature_names'])}")
     line("Data", f": {extra.get('table') or '(in memory)'}; {meta.get('n_train')} training rows, "
                  f"{meta.get('n_valid') or 0} validation rows")
-    line("Fit", f": optimizer {cfg['optimizer']}, learning rate {cfg['learning_rate']}, {cfg['steps']} steps, "
+    rate = "" if cfg["optimizer"] in ("newton", "lbfgs", "proximal") else f"learning rate {cfg['learning_rate']}, "
+    line("Fit", f": optimizer {cfg['optimizer']}, {rate}{cfg['steps']} steps, "
                 f"{cfg['restarts']} start(s), seed {cfg['seed']}, {cfg['dtype']}; scanfit {meta['scanfit_version']}, "
                 f"JAX {meta['jax_version']}")
     line("Status", f": {meta['status']['code']}: {meta['status']['message']}")

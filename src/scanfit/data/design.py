@@ -74,24 +74,31 @@ def check_offset(offset, exposure, n: int, likelihood, prefix: str = "") -> np.n
 
 
 def check_range(values: np.ndarray, names: tuple[str, ...], dtype: str, *, products: bool, what: str = "x") -> None:
-    """Refuse values that overflow ``dtype`` (or whose squares do, when ``products``), naming the column."""
+    """Refuse values that overflow ``dtype`` (or whose squares do, when ``products``), naming the column. Squares
+    that overflow float64 are refused in every case: standardizing a column and its standard errors square it."""
     if values.size == 0:
         return
     limit = float(np.finfo(dtype).max)
-    bound = np.sqrt(limit) if products else limit
+    wide = float(np.sqrt(np.finfo(np.float64).max))
+    bound = min(np.sqrt(limit) if products else limit, wide)
     columns = values.reshape(len(values), -1)
     peak = np.max(np.abs(columns), axis=0)
     bad = np.flatnonzero(peak >= bound)
     if bad.size == 0:
         return
     j = int(bad[0])
-    name = names[j] if j < len(names) else what
-    reason = (f"beyond {dtype}'s range ({limit:.3g})" if peak[j] >= limit else
-              f"so large that its squares and products overflow {dtype} (above {bound:.3g})")
-    fix = "pass dtype='float64'" if dtype == "float32" else "rescale it"
-    raise ValueError(f"The column {name!r} of '{what}' holds values up to {peak[j]:.3g}, {reason}. "
-                     f"Rescale the column (e.g. divide by a power of ten), {fix}"
-                     f"{'' if not products else ', or let the fit standardize it (standardize=True)'}.")
+    name, top = names[j] if j < len(names) else what, float(peak[j])
+    fixes = [f"divide it by a power of ten (such as {10.0 ** np.floor(np.log10(top)):.0e})"]
+    if top >= wide:
+        reason = (f"so large that its squares overflow float64 (above {wide:.3g}), which every fit computes "
+                  f"(to standardize it, and for standard errors)")
+    elif top >= limit:
+        reason, fixes = f"beyond {dtype}'s range ({limit:.3g})", fixes + ["pass dtype='float64'"]
+    else:
+        reason = f"so large that its squares and products overflow {dtype} (above {bound:.3g})"
+        fixes += (["pass dtype='float64'"] if dtype == "float32" else []) + ["let the fit standardize it (standardize=True)"]
+    raise ValueError(f"The column {name!r} of '{what}' holds values up to {top:.3g}, {reason}. Rescale the column: "
+                     f"{', or '.join(fixes)}.")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ from formulaic import ModelSpec
 from formulaic.errors import DataMismatchWarning, FormulaicError
 from formulaic.parser.types import Factor
 
+from . import formula_size
+
 __all__ = ["Formula"]
 
 FORMAT, VERSION = "scanfit.formula", 1
@@ -87,9 +89,9 @@ def _call(node: ast.Call, cols: set[str]) -> None:
     for kw in node.keywords:
         if kw.arg not in _KEYWORDS:
             raise _Refused(f"the argument {ast.unparse(kw)!r} is not allowed (allowed: {', '.join(sorted(_KEYWORDS))})")
+    if any(not d <= formula_size.MAX_DEGREE for d in formula_size.degrees(node)):  # arithmetic evaluated
+        raise _Refused(f"{name}: a degree, df or number of knots is at most {formula_size.MAX_DEGREE}")
     for arg in node.args + [kw.value for kw in node.keywords]:
-        if name in ("poly", "bs") and isinstance(arg, ast.Constant) and type(arg.value) is int and arg.value > 100:
-            raise _Refused(f"{name}: a degree or count is at most 100")
         _walk(arg, cols)
 
 
@@ -157,6 +159,7 @@ def _check(text: Any) -> tuple[str, frozenset[str], frozenset[str]]:
                 raise _Refused(f"it needs {what}")
             sides.append(set())
             _walk(ast.parse(side.strip(), mode="eval").body, sides[-1], top=True)
+            formula_size.check_terms(side.replace("&", ":"), text)  # before formulaic expands (a + b + ...)**k
     except _Refused as e:
         raise ValueError(f"formula {text!r} refused: {e}") from None
     except SyntaxError as e:
@@ -264,6 +267,37 @@ def _materialize(spec: ModelSpec, frame: pd.DataFrame, text: str, index: pd.Inde
     return values, mm
 
 
+def _data_levels(frame: pd.DataFrame):
+    """A factor's categories at most, from the data (``_frame``'s columns): a text column's distinct values,
+    ``C(...)``'s levels (a comparison has two; an expression of columns at most their combinations)."""
+    def distinct(node: ast.AST) -> int:
+        if isinstance(node, ast.Compare):
+            return 2
+        names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in frame.columns}
+        return min(len(frame), math.prod(int(frame[c].nunique()) for c in names)) if names else 1
+
+    def levels(expr: str, node: ast.AST) -> int | None:
+        if isinstance(node, ast.Name) and node.id in frame.columns:
+            kind = frame[node.id].dtype
+            numeric = pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)
+            return None if numeric else distinct(node)
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "C" and node.args:
+            given = next((kw.value for kw in node.keywords if kw.arg == "levels"), None)
+            return len(given.elts) if isinstance(given, (ast.List, ast.Tuple)) else distinct(node.args[0])
+        return None
+
+    return levels
+
+
+def _state_levels(encoders: Mapping):
+    """A factor's categories from a saved encoder state (its pinned levels), None for a numerical one."""
+    def levels(expr: str, node: ast.AST) -> int | None:
+        kind, state = encoders.get(expr, (None, {}))
+        return len(state.get("categories", ())) if kind == Factor.Kind.CATEGORICAL else None
+
+    return levels
+
+
 @dataclass(frozen=True)
 class Formula:
     """A formula and what it learned from its data. ``names``: the right-hand columns without ``Intercept`` (scanfit
@@ -279,7 +313,9 @@ class Formula:
     def build(cls, formula: str, data: pd.DataFrame) -> Formula:
         """Check the text, learn levels and transform state from ``data``."""
         text, lhs_cols, rhs_cols = _check(formula)
-        frame, specs = _frame(data, lhs_cols | rhs_cols, text), _specs(text)
+        frame = _frame(data, lhs_cols | rhs_cols, text)
+        formula_size.check_columns(_quoted(text)[0], len(frame), _data_levels(frame), text)  # before formulaic builds
+        specs = _specs(text)
         lhs, rhs = (_materialize(spec, frame, text, data.index)[1] for spec in (specs.lhs, specs.rhs))
         if lhs.shape[1] != 1:
             raise ValueError(f"formula {text!r}: the target must be one numeric column, it gives {list(lhs.columns)}")
@@ -293,8 +329,10 @@ class Formula:
 
     def _apply(self, side: str, data: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
         transforms, encoders = _load(json.loads(self.state)[side])
-        spec = getattr(_specs(self.text), side).update(transform_state=transforms, encoder_state=encoders)
         frame = _frame(data, _check(self.text)[2 if side == "rhs" else 1], self.text)
+        if side == "rhs":  # the columns counted from the pinned levels before formulaic builds them
+            formula_size.check_columns(_quoted(self.text)[0], len(frame), _state_levels(encoders), self.text)
+        spec = getattr(_specs(self.text), side).update(transform_state=transforms, encoder_state=encoders)
         values, mm = _materialize(spec, frame, self.text, data.index)
         aliases = _quoted(self.text)[1]
         return values, [_plain(str(c), aliases) for c in mm.columns]
@@ -337,4 +375,11 @@ class Formula:
             raise ValueError(f"not a valid saved formula: {e}") from None
         if not ok:
             raise ValueError(f"not a saved formula (format {FORMAT!r} version {VERSION}, keys {sorted(keys)})")
+        try:  # the names checked against what the text and its pinned levels can build, before any data
+            most = formula_size.check_columns(_quoted(text)[0], 0, _state_levels(_load(state["rhs"])[1]), text)
+        except ValueError as e:
+            raise ValueError(f"not a valid saved formula: {e}") from None
+        if len(names) > most or len(set(names)) != len(names):
+            raise ValueError(f"not a valid saved formula: its {len(names)} names {names[:5]}... are not the distinct "
+                             f"columns of {text!r}, which builds at most {most}")
         return cls(text, d["target"], tuple(names), d["intercept"], json.dumps(state, sort_keys=True))

@@ -1,7 +1,8 @@
 """What ``sf.Parquet`` learns from the files' footers before reading any rows: which files, their
 row counts, and one schema for the columns a fit reads.
 
-- Files: a file, a directory (its ``*.parquet`` files, recursively) or a glob. As Spark and
+- Files: a file, a directory (its ``*.parquet`` files, recursively) or a glob, each file once (by its real
+  path); neither follows a symbolic link to a directory below it. As Spark and
   pyarrow.dataset do, paths below a directory or a glob's fixed part whose name starts with ``_`` or
   ``.`` are skipped (``_temporary/`` of an unfinished Spark job, ``.hidden`` copies, ``_SUCCESS``).
 - Every file's footer is read: a file that cannot be read is named, and so is a file that lacks a
@@ -28,6 +29,13 @@ def _hidden(parts) -> bool:
     return any(part.startswith(("_", ".")) for part in parts)
 
 
+def _linked(path: str, base: str) -> bool:
+    """Whether ``path`` lies below a symbolic link to a directory under ``base``: a glob follows such links (a
+    link to a parent, ``loop/sub/up -> ..``, matches one file again and again); the directory form does not."""
+    parts = Path(os.path.relpath(path, base)).parts[:-1]
+    return any(os.path.islink(os.path.join(base, *parts[:k + 1])) for k in range(len(parts)))
+
+
 def files_of(path) -> tuple[str, ...]:
     """The Parquet files of ``path``: a file, a directory (every ``*.parquet`` below it) or a glob."""
     if not isinstance(path, (str, os.PathLike)):
@@ -45,8 +53,10 @@ def files_of(path) -> tuple[str, ...]:
     else:
         base = os.path.dirname(text[:min((text.find(c) for c in "*?[" if c in text), default=len(text))]) or "."
         found = sorted(f for f in globbing.glob(text, recursive=True) if Path(f).is_file()
-                       and not _hidden(Path(os.path.relpath(f, base)).parts))
+                       and not _hidden(Path(os.path.relpath(f, base)).parts) and not _linked(f, base))
         what = f"{text!r} is not a file or directory, and as a glob pattern it matches no files"
+    seen: set[str] = set()  # each file once, by its real path (two links to one file are one file)
+    found = [f for f in found if not (os.path.realpath(f) in seen or seen.add(os.path.realpath(f)))]
     if not found:
         raise FileNotFoundError(f"The 'path' parameter of sf.Parquet: {what}. Give a .parquet file, a directory "
                                 f"of them, or a glob such as 'data/*.parquet'.")

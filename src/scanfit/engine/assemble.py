@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import identification
-from ..likelihoods.glm import glm_family
+from ..likelihoods.glm import glm_family, has_mle
 from . import optimizers
 from .outcome import FitError, FitWarning, Outcome, Status, choose_start
 
@@ -70,7 +70,7 @@ def _status(run: Run, i: int, per_start) -> tuple[Status, Any, int]:
     steps = min(stop, int(per_start(carry["step"], i)), config.steps)
     if bad >= 0:
         params = jax.tree.map(lambda a: per_start(a, i), carry["last_good"])
-        status = (Status.not_finite_at_start(config.dtype) if bad == 0 else
+        status = (Status.not_finite_at_start(config, run.model) if bad == 0 else
                   Status.diverged(bad, config.learning_rate, config.optimizer))
         return status, params, bad
     use = carry["best_params"] if (es is not None and es.restore_best) else carry["params"]
@@ -91,8 +91,11 @@ def _status(run: Run, i: int, per_start) -> tuple[Status, Any, int]:
         status = Status("max_steps", config.steps, f"Reached steps={config.steps} before converging; "
                         f"increase steps" + ("." if config.optimizer in optimizers.SECOND_ORDER else " (or learning_rate)."))
     else:
+        exact = ("; result.refine() finds the exact maximum" if has_mle(run.model, run.likelihood) else
+                 "; compare the history's last steps, or early_stopping=sf.EarlyStopping() stops when the "
+                 "objective stops improving")
         status = Status("completed", config.steps, f"Ran all {config.steps} steps of {name} (a first-order method "
-                        f"does not test convergence; result.refine() finds the exact maximum of a Linear model).")
+                        f"does not test convergence{exact}).")
     if es is not None and es.restore_best:
         best = int(per_start(carry["best_step"], i))
         status = replace(status, message=f"{status.message} The parameters are those of step {best}, "

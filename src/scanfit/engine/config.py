@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .. import limits
 from ..likelihoods.glm import has_mle
 from . import optimizers
 from .penalty import ElasticNet
@@ -96,6 +97,10 @@ class FitConfig:
         _positive_int("steps", self.steps)
         _positive_int("record_every", self.record_every)
         _positive_int("restarts", self.restarts)
+        limits.check("steps", self.steps, "The 'steps' parameter of fit",
+                     "Use fewer steps (a first-order fit that has not converged in a million steps wants another "
+                     "learning rate)")
+        limits.check("restarts", self.restarts, "The 'restarts' parameter of fit", "Use fewer restarts")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not -2**63 <= self.seed < 2**63:
             raise _bad("seed", "an int in -2**63..2**63 - 1", self.seed)
         if self.steps % self.record_every:

@@ -30,7 +30,7 @@ from ..data import checks as data_mod
 from ..data.precision import dtype_scope
 from ..likelihoods.base import Likelihood, split_target
 from ..models.core import forward, layout  # noqa: F401  (layout: engine.layout for tests)
-from ..models.checks import check_model
+from ..models.checks import check_model, check_size
 from . import inputs, optimizers, programs
 from .penalty import l1_value, l2_value, penalty_weights, prox_l1
 from .second_order import raw_newton_start
@@ -373,6 +373,8 @@ def fit(model: Any, likelihood: Likelihood, x: Any = None, y: Any = None, *, val
     if config.early_stopping is not None:
         config.early_stopping.check(likelihood)
     data_mod.check_labels(given.ya, likelihood)  # before a Categorical() compiles for classes it inferred
+    check_size(given.model, given.likelihood, config, *given.xa.shape,
+               None if given.weights is None else int(np.count_nonzero(given.weights > 0)))
     with dtype_scope(config.dtype), CtrlC():  # Ctrl-C stops the loop between chunks, never JAX mid-compile
         init_params = check_model(model, given.likelihood, given.xa.shape, init_params)
         return _run(given.model, config, given, progress, throw, init_params)

@@ -399,7 +399,7 @@ class _Fit:
         how = (f"(optimizer={optimizers.label(cfg.optimizer)!r}, learning_rate={cfg.learning_rate:g}, batch_size={bs}"
                f"). Try a smaller learning_rate, e.g. {cfg.learning_rate / 10:g}, or a larger batch_size.")
         if not np.isfinite(start):
-            return Status.not_finite_at_start(cfg.dtype)
+            return Status.not_finite_at_start(cfg, self.model)
         if bad >= 0:
             return Status("diverged", int(bad), f"The fit diverged: at batch {bad} (epoch {bad // self.per_epoch + 1} "
                           f"of {self.epochs}) the batch objective or the updated parameters became NaN or infinite "

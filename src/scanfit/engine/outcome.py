@@ -57,12 +57,21 @@ class Status:
                    f"such as 'rmsprop'; standardizing x also helps.", step)
 
     @classmethod
-    def not_finite_at_start(cls, dtype: str) -> "Status":
+    def not_finite_at_start(cls, config: Any, model: Any = None) -> "Status":
+        """Step 0's objective is NaN or infinite: no step was taken, so the learning rate is not the cause;
+        the fixes offered are those that apply to this fit (its dtype, whether it standardizes)."""
+        fixes = ["check the starting values (init_params, or the model's init) and that y suits the likelihood"]
+        if config.dtype == "float32":
+            fixes.insert(0, "pass dtype='float64'")
+        if getattr(model, "scalable", False) and not config.standardize:
+            fixes.insert(0, "let the fit standardize the columns (standardize=True)")
+        elif not getattr(model, "scalable", True):
+            fixes.insert(0, "rescale the columns of x")
         return cls("diverged", 0,
-                   f"The objective is not finite at the starting parameters (step 0), before any step was taken, "
-                   f"so the learning rate is not the cause: the data or the starting values overflow {dtype}. "
-                   f"Rescale the columns (or let the fit standardize them: standardize=True), pass "
-                   f"dtype='float64', or check init_params.", 0)
+                   f"The fit could not start: the objective is not finite (NaN or infinite) at the starting "
+                   f"parameters, step 0, before any step was taken, so the learning rate is not the cause. The "
+                   f"model's index or the log-likelihood overflows {config.dtype} there (large values in x or in the "
+                   f"starting parameters) or is undefined. Fixes: {'; '.join(fixes)}.", 0)
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

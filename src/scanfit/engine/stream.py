@@ -294,7 +294,8 @@ class _Fit(NewtonSteps):
             sums = self.evaluate(params, "grad")
             self.record(rows, step, params, sums, bar)
             if not np.isfinite(sums["terms"][0]):
-                return params, sums, Status.diverged(step, cfg.learning_rate, cfg.optimizer)
+                return params, sums, (Status.not_finite_at_start(cfg, self.model) if step == 0 else
+                                      Status.diverged(step, cfg.learning_rate, cfg.optimizer))
             neg = jax.tree.map(lambda g: -jnp.asarray(g, cfg.dtype) / W, sums["grad"])
             updates, state = update(neg, state, params)
             params = apply_updates(params, updates)

@@ -50,7 +50,7 @@ class NewtonSteps:
                 rough, sums = False, self.evaluate(params, "newton")
                 value, g, h = sums["terms"][0] / W, sums["g"] / W, sums["h"] / W
             if not np.isfinite(value):
-                return params, sums, Status.not_finite_at_start(cfg.dtype) if step == 0 else \
+                return params, sums, Status.not_finite_at_start(cfg, self.model) if step == 0 else \
                     Status("diverged", step, f"The objective became NaN or infinite at step {step}.", step)
             direction = distributed.broadcast(_solve_pd(h, g))  # one direction for every process
             slope = float(g @ direction)

@@ -27,6 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import limits
+
 __all__ = ["Model", "Linear", "MLP", "Function", "Module", "as_model", "forward", "layout"]
 
 ACTIVATIONS = {"sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "relu": jax.nn.relu}
@@ -173,8 +175,10 @@ class MLP(_FirstLayer, Model):
 
     def __post_init__(self):
         hidden = (self.hidden,) if isinstance(self.hidden, int) else tuple(self.hidden)
-        if not hidden or any(not isinstance(h, int) or h < 1 for h in hidden):
+        if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
             raise ValueError(f"The 'hidden' parameter of MLP must be a positive int or a tuple of them. Got {self.hidden!r}.")
+        limits.check("hidden", max(hidden), f"The 'hidden' parameter of MLP ({self.hidden!r}): a layer's units",
+                     "Use fewer units per layer")
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"The 'activation' parameter of MLP must be one of {sorted(ACTIVATIONS)}. "
                              f"Got {self.activation!r} instead.")
