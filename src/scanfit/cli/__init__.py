@@ -28,7 +28,7 @@ USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, KeyErr
 
 
 def _console(stderr: bool = False):
-    from .show.terminal import console
+    from ..show.terminal import console
 
     return console(stderr)  # control characters in printed strings made visible (names from the user's data)
 
@@ -390,7 +390,7 @@ def summary(
     def line(*parts: str) -> None:  # labels in bold; the saved text (column names, paths) never as markup
         from rich.text import Text
 
-        from .show.terminal import printable
+        from ..show.terminal import printable
 
         con.print(Text.assemble(*((printable(part), "bold") if k % 2 == 0 else printable(part)
                                   for k, part in enumerate(parts))))
