@@ -16,9 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 import scanfit as sf
-from scanfit import limits, tables
+from scanfit import tables
 from scanfit.cli import app
-from scanfit.data import parquet_schema
+from scanfit.data import limits, parquet_schema
 from scanfit.data.formula import Formula
 from scanfit.show.terminal import printable
 

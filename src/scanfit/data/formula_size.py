@@ -1,4 +1,4 @@
-"""How many design columns a formula builds, counted before formulaic builds any (``scanfit.limits``).
+"""How many design columns a formula builds, counted before formulaic builds any (``scanfit.data.limits``).
 
 - :func:`check_terms`: the terms a side of a formula's text expands to (``(a + b + c)**3``, ``a * b``), an
   upper bound from its syntax tree alone, before formulaic expands it;
@@ -14,7 +14,7 @@ import ast
 import math
 from typing import Callable
 
-from .. import limits
+from . import limits
 
 __all__ = ["check_terms", "check_columns", "number", "MAX_DEGREE"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .. import limits
+from ..data import limits
 from ..likelihoods.glm import has_mle
 from . import optimizers
 from .penalty import ElasticNet

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import limits
+from ..data import limits
 
 __all__ = ["check_model", "check_size", "describe"]
 
@@ -148,7 +148,7 @@ def check_model(model, likelihood, x_shape: tuple[int, int], init_params: Any = 
 
 def check_size(model, likelihood, config, n_rows: int, n_features: int, n_used: int | None = None) -> None:
     """Refuse, before anything is allocated, a fit whose parameters, or parameters x rows x restarts, are above
-    :mod:`scanfit.limits`, and an exact fit (Newton or L-BFGS of a Linear model, no penalty) with no more rows
+    :mod:`scanfit.data.limits`, and an exact fit (Newton or L-BFGS of a Linear model, no penalty) with no more rows
     ``n_used`` (of positive weight; default ``n_rows``) than coefficients: its coefficients are not identified."""
     from ..likelihoods.glm import has_mle
 

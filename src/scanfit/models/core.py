@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import limits
+from ..data import limits
 
 __all__ = ["Model", "Linear", "MLP", "Function", "Module", "as_model", "forward", "layout"]
 
