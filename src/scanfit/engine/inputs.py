@@ -16,8 +16,9 @@ import numpy as np
 
 from ..data import checks
 from ..data.design import Design, check_offset, check_range, check_weights
+from ..likelihoods.glm import has_mle
 
-__all__ = ["Inputs", "prepare", "target", "padded_rows", "pad"]
+__all__ = ["Inputs", "prepare", "check_exact_fit", "target", "padded_rows", "pad"]
 
 
 @dataclass
@@ -109,6 +110,22 @@ def prepare(model, likelihood, config, x, y, *, valid=None, weights=None, offset
     off = check_offset(offset, exposure, len(ya), likelihood)
     vdata = None if valid is None else _valid_part(valid, spec, names, likelihood, config, names)
     return Inputs(model, likelihood, design, xa, ya, yenc, w, off, vdata)
+
+
+def check_exact_fit(given: Inputs, config) -> None:
+    """Refuse, before fitting, an exact fit (Newton or L-BFGS of a model with a maximum-likelihood estimate, no
+    penalty) with no more rows (of positive weight) than coefficients: its coefficients are not identified."""
+    n_rows, n_features = given.xa.shape
+    n_used = n_rows if given.weights is None else int(np.count_nonzero(given.weights > 0))
+    coefficients = n_features + bool(getattr(given.model, "intercept", False))
+    if (has_mle(given.model, given.likelihood) and config.penalty is None and config.optimizer in ("newton", "lbfgs")
+            and coefficients >= n_used):
+        raise ValueError(f"The fit has {coefficients:,} coefficients per output "
+                         f"({'an intercept and ' if coefficients > n_features else ''}{n_features:,} columns of x) "
+                         f"but only {n_used:,} rows{' of positive weight' if n_used != n_rows else ''}: an exact "
+                         f"(maximum-likelihood) fit needs more rows than coefficients, else the coefficients are not "
+                         f"identified. Use fewer columns or more rows, or a penalized fit "
+                         f"(penalty=sf.ElasticNet(alpha=0.1, l1_ratio=0)).")
 
 
 # Rows padded to a small ladder of sizes (issue 14): fits whose row counts differ a little (the folds of

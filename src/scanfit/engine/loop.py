@@ -373,8 +373,8 @@ def fit(model: Any, likelihood: Likelihood, x: Any = None, y: Any = None, *, val
     if config.early_stopping is not None:
         config.early_stopping.check(likelihood)
     data_mod.check_labels(given.ya, likelihood)  # before a Categorical() compiles for classes it inferred
-    check_size(given.model, given.likelihood, config, *given.xa.shape,
-               None if given.weights is None else int(np.count_nonzero(given.weights > 0)))
+    check_size(given.model, given.likelihood, config, *given.xa.shape)
+    inputs.check_exact_fit(given, config)
     with dtype_scope(config.dtype), CtrlC():  # Ctrl-C stops the loop between chunks, never JAX mid-compile
         init_params = check_model(model, given.likelihood, given.xa.shape, init_params)
         return _run(given.model, config, given, progress, throw, init_params)

@@ -146,12 +146,10 @@ def check_model(model, likelihood, x_shape: tuple[int, int], init_params: Any = 
     return start
 
 
-def check_size(model, likelihood, config, n_rows: int, n_features: int, n_used: int | None = None) -> None:
+def check_size(model, likelihood, config, n_rows: int, n_features: int) -> None:
     """Refuse, before anything is allocated, a fit whose parameters, or parameters x rows x restarts, are above
-    :mod:`scanfit.data.limits`, and an exact fit (Newton or L-BFGS of a Linear model, no penalty) with no more rows
-    ``n_used`` (of positive weight; default ``n_rows``) than coefficients: its coefficients are not identified."""
-    from ..likelihoods.glm import has_mle
-
+    :mod:`scanfit.data.limits`. (An exact fit with no more rows than coefficients is refused by the engine,
+    ``engine.inputs.check_exact_fit``, which knows whether the fit is exact.)"""
     n_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(_start_shapes(model, n_features,
                                                                                   likelihood.n_outputs)))
     limits.check("parameters", n_params, f"The number of parameters of {describe(model)} for {n_features} "
@@ -159,13 +157,3 @@ def check_size(model, likelihood, config, n_rows: int, n_features: int, n_used: 
     limits.check("work", n_params * max(n_rows, 1) * config.restarts,
                  f"The fit's size ({n_params:,} parameters x {n_rows:,} rows x {config.restarts} restarts)",
                  "Use fewer restarts, a smaller model, or minibatches (batch_size=) or a streamed sf.Parquet source")
-    n_used = n_rows if n_used is None else n_used
-    coefficients = n_features + bool(getattr(model, "intercept", False))
-    if (has_mle(model, likelihood) and config.penalty is None and config.optimizer in ("newton", "lbfgs")
-            and coefficients >= n_used):
-        raise ValueError(f"The fit has {coefficients:,} coefficients per output "
-                         f"({'an intercept and ' if coefficients > n_features else ''}{n_features:,} columns of x) "
-                         f"but only {n_used:,} rows{' of positive weight' if n_used != n_rows else ''}: an exact "
-                         f"(maximum-likelihood) fit needs more rows than coefficients, else the coefficients are not "
-                         f"identified. Use fewer columns or more rows, or a penalized fit "
-                         f"(penalty=sf.ElasticNet(alpha=0.1, l1_ratio=0)).")
