@@ -127,3 +127,12 @@ def test_bad_data_and_non_identified_models_are_refused(full):
         full.predict(DATA)
     with pytest.raises(NotImplementedError, match="not supported yet"):
         full.save("nowhere")
+
+
+def test_a_second_fit_of_the_same_function_and_shapes_does_not_recompile(full):
+    from scanfit.engine import loop
+
+    before = loop.traces()
+    again = sf.fit_loglik(normal, START, DATA, constraints={"sigma": "positive"})
+    assert loop.traces() == before
+    np.testing.assert_array_equal(again.unconstrained["b1"], full.unconstrained["b1"])
