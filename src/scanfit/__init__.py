@@ -14,7 +14,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the table below imports on demand
-    from .api import fit
+    from .api import fit, fit_loglik
     from .data import datasets
     from .data.sources import Parquet
     from .engine import distributed
@@ -42,7 +42,7 @@ _LAZY = {
     "plots": (".show.plots", None), "inference": (".results.inference", None),
     "EarlyStopping": (".engine.config", "EarlyStopping"), "FitConfig": (".engine.config", "FitConfig"),
     "ElasticNet": (".engine.penalty", "ElasticNet"),
-    "fit": (".api", "fit"), "compilation_cache": (".engine.cache", "compilation_cache"),
+    "fit": (".api", "fit"), "fit_loglik": (".api", "fit_loglik"), "compilation_cache": (".engine.cache", "compilation_cache"),
     "Bernoulli": (".likelihoods", "Bernoulli"), "Categorical": (".likelihoods", "Categorical"),
     "Gaussian": (".likelihoods", "Gaussian"), "Likelihood": (".likelihoods", "Likelihood"),
     "Poisson": (".likelihoods", "Poisson"), "NegativeBinomial": (".likelihoods", "NegativeBinomial"),
@@ -58,7 +58,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "datasets", "optimizers", "fit", "FitConfig", "EarlyStopping", "FitResult", "Status", "FitError", "FitWarning",
+    "datasets", "optimizers", "fit", "fit_loglik", "FitConfig", "EarlyStopping", "FitResult", "Status", "FitError", "FitWarning",
     "Linear", "MLP", "Function", "Module", "Equinox", "Gaussian", "Bernoulli", "Categorical", "Poisson",
     "NegativeBinomial", "Likelihood", "ElasticNet", "__version__",
     "load", "ModelFileError", "plots", "inference", "NotIdentifiedError", "lr_test", "compilation_cache",

@@ -155,6 +155,9 @@ def _generic(result, allow):
 # ----------------------------------------------------------------------------- public functions
 def estimates(result, *, reference: int = 0, allow_nonidentified: bool = False) -> Estimates:
     """The estimate and its information for a :class:`~scanfit.FitResult` (cached on the result)."""
+    own = getattr(result, "own_estimates", None)
+    if own is not None:  # a fit of the user's own log-likelihood (results.own): its pieces by autodiff
+        return own(allow_nonidentified)
     if getattr(result, "inference", None) is not None and result.train is None:
         if getattr(result.config, "penalty", None) is None:
             key = ("streamed", reference, bool(allow_nonidentified))
@@ -338,6 +341,8 @@ def summary_text(table: pd.DataFrame) -> str:
     right = [("log-likelihood", f"{a['loglik']:.6g}"), ("null log-lik.", f"{a['llnull']:.6g}"),
              (f"LR chi2({a['llr_df']})", f"{a['llr']:.6g}"), ("LR p-value", f"{a['llr_pvalue']:.4g}"),
              ("pseudo R-squ.", f"{a['pseudo_r2']:.4g}"), ("AIC", f"{a['aic']:.6g}"), ("BIC", f"{a['bic']:.6g}")]
+    if a.get("model") == "loglik" and not math.isfinite(a["llnull"]):  # a user's likelihood: no null model
+        right = [right[0]] + right[5:]
     if "sigma" in a:
         right.append(("sigma", f"{a['sigma']:.6g}"))
     if "reference" in a:
