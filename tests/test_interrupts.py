@@ -71,6 +71,8 @@ def test_sigint_to_scanfit_fit_no_progress_saves_the_fit_so_far(tmp_path):
 
 
 API_SCRIPT = """
+import os
+os.environ["SCANFIT_MAX_STEPS"] = "50000000"  # past the default limit (10,000,000), as its message says
 import numpy as np, scanfit as sf
 rng = np.random.default_rng(0)
 x = rng.normal(size=(2000, 3))

@@ -63,7 +63,7 @@ def test_scanfit_fit_never_imports_matplotlib_in_the_fitting_process(tmp_path):
     frame.to_csv(tmp_path / "t.csv", index=False)
     code = ("import json, sys; from typer.testing import CliRunner; from scanfit.cli import app; "
             "assert sorted(m for m in sys.modules if m.startswith(('matplotlib', 'jax', 'numpy', 'pandas', 'scipy', "
-            "'scanfit'))) == ['scanfit', 'scanfit.cli']; "
+            "'scanfit'))) == ['scanfit', 'scanfit.cli', 'scanfit.cli.choices']; "
             f"r = CliRunner().invoke(app, ['fit', {str(tmp_path / 't.csv')!r}, '--target', 'y', '--no-progress', "
             f"'--out', {str(tmp_path / 'out')!r}]); "
             "print(json.dumps([r.exit_code, 'matplotlib' in sys.modules, 'scanfit.show.plots' in sys.modules]))")
