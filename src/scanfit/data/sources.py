@@ -193,6 +193,13 @@ class Parquet:
                              + (" (arrays without column names have the columns x0, x1, ...: train on a DataFrame "
                                 "whose columns name the features)" if unnamed else "") + f". {err}") from None
 
+    def without_features(self) -> "Parquet":
+        """This source reading only the target, weights and offset columns (chunks with an empty ``x``)."""
+        import pyarrow as pa
+        from dataclasses import replace
+
+        return replace(self, features=(), schema=pa.schema([f for f in self.schema if f.name not in self.features]))
+
     def shard(self, index: int, count: int) -> "Parquet":
         """This process's share: every ``count``-th file from ``index`` (multi-process fits)."""
         if count <= 1:
@@ -257,8 +264,8 @@ class Parquet:
         features = batch.select(list(self.features))
         cols = None
         try:
-            if any(str(t) != _ARROW[self.x_dtype] for t in features.schema.types):
-                raise TypeError("mixed types")
+            if not self.features or any(str(t) != _ARROW[self.x_dtype] for t in features.schema.types):
+                raise TypeError("mixed types, or no features (without_features)")
             if columns:
                 cols = tuple(features.column(j).to_numpy(zero_copy_only=True) for j in range(len(self.features)))
                 x = None
@@ -404,6 +411,9 @@ class Arrays:
 
     def aligned(self) -> "Arrays":
         return self
+
+    def without_features(self) -> "Arrays":
+        return Arrays(self.x[:, :0], self.y, self.w, self.off, names=(), batch_rows=self.batch_rows)
 
     def shard(self, index: int, count: int) -> "Arrays":
         if count <= 1:

@@ -21,6 +21,7 @@ import pandas as pd
 from ..data import identification
 from ..likelihoods.glm import glm_family, has_mle
 from . import optimizers
+from .null_model import with_null
 from .outcome import FitError, FitWarning, Outcome, Status, choose_start
 
 __all__ = ["Run", "assemble", "column_order"]
@@ -124,18 +125,12 @@ def _to_user_scale(run: Run, params):
 
 
 def _with_null(run: Run, final: dict) -> dict:
-    lik = run.likelihood
-    out = dict(final)
     g = run.given
-    evals = [("train", g.yenc, g.weights, g.offset)]
+    parts = {"train": (g.yenc, g.weights, g.offset)}
     if g.valid is not None:
-        evals.append(("valid", g.valid[2], g.valid[3], g.valid[4]))
-    for part, y, w, offset in evals:
-        null = lik.null_objective(g.yenc, y, g.weights, w, g.offset, offset)
-        out[f"{part}_null_objective"] = null
-        obj = final.get(f"{part}_objective", np.nan)
-        out[f"{part}_pseudo_r2"] = 1.0 - obj / null if np.isfinite(null) and null != 0 else np.nan
-    return out
+        parts["valid"] = g.valid[2:5]
+    return with_null(final, {part: run.likelihood.null_objective(g.yenc, y, g.weights, w, g.offset, offset)
+                             for part, (y, w, offset) in parts.items()})
 
 
 def _separation(run: Run, params, status: Status) -> Status:

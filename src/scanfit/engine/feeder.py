@@ -37,6 +37,7 @@ class Moments:
     classes: np.ndarray | None  # weighted class totals (Categorical)
     likelihood: object  # prepared (Categorical learns its class count)
     x_weight: float | None = None  # the weight behind mean and m2 (None: all of it; less: a sample's)
+    offset: bool = False  # whether the rows carry an offset (or exposure)
 
     def center_scale(self, centered: bool):
         """The standardization, as ``data.design.Design.build`` computes it (from a sample's moments
@@ -280,7 +281,8 @@ class Feeder:
         self.likelihood = lik
         return Moments(rows, weight, np.asarray(stats[1], np.float64), np.asarray(stats[2], np.float64),
                        float(ystats[1]), float(ystats[2]), lgam, counts, lik,
-                       None if moments_every == 1 else float(stats[0]))
+                       None if moments_every == 1 else float(stats[0]),
+                       any(getattr(self.source, k, None) is not None for k in ("offset", "exposure")))
 
     def sampled(self, every: int) -> "Feeder":
         """This feeder over about one ``every``-th of the rows, spread over the data: every

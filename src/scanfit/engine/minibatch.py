@@ -71,7 +71,8 @@ from .assemble import column_order
 from .config import FitConfig, _positive_int
 from .outcome import FitError, FitWarning, Outcome, Status, choose_start
 from .progress import CtrlC, progress_bar
-from .stream import _jits, _null_mean
+from .null_model import null_objectives, with_null
+from .stream import _jits
 
 __all__ = ["fit", "DEFAULT_BATCH_SIZE", "DEFAULT_EPOCHS"]
 
@@ -384,14 +385,10 @@ class _Fit:
         return outcome
 
     def null_stats(self, final: dict) -> dict:
-        has_offset = self.source.offset or self.source.exposure
-        for part, m in (("train", self.moments), ("valid", self.valid_moments)):
-            if m is None:
-                continue
-            null = _null_mean(self.lik, self.moments, m, has_offset)
-            final[f"{part}_null_objective"] = null
-            obj = final.get(f"{part}_objective", np.nan)
-            final[f"{part}_pseudo_r2"] = 1.0 - obj / null if np.isfinite(null) and null != 0 else np.nan
+        if not hasattr(self, "nulls"):  # the intercept-only model's, once for every restart
+            valid = None if self.valid is None else (self.valid, self.valid_moments)
+            self.nulls = null_objectives(self.lik, (self.feeder, self.moments), valid)
+        final = with_null(final, self.nulls)
         return {k: final[k] for k in column_order(self.lik, final)}
 
     def status(self, r, bad, early, kept_epoch, final, start, step, interrupted) -> Status:

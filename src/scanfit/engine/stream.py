@@ -18,7 +18,6 @@ the final pass; one exact Newton step from its information (``polish``). docs/sc
 from __future__ import annotations
 
 import functools
-import math
 import os
 import time
 import warnings
@@ -33,7 +32,7 @@ from ..data.design import Design
 from ..data.precision import dtype_scope
 from ..data.sources import is_source
 from ..likelihoods import streamed as lstats
-from ..likelihoods.base import Likelihood, np_xlogy
+from ..likelihoods.base import Likelihood
 from ..likelihoods.glm import glm_family, has_mle, null_intercept
 from . import distributed, optimizers, stream_checks
 from .assemble import column_order
@@ -41,6 +40,7 @@ from .config import FitConfig, settle
 from .outcome import FitError, FitWarning, Outcome, Status
 from .feeder import Feeder, mesh_of
 from .native_pass import applies
+from .null_model import null_objectives, with_null
 from .passes import GLM_KINDS, run_pass
 from .progress import CtrlC, progress_bar
 from .stream_newton import NewtonSteps
@@ -310,13 +310,8 @@ class _Fit(NewtonSteps):
         if self.valid is not None:
             vs = run_pass(self.valid, self.model, lik, "value", None, params, self.center, self.scale, cfg.dtype)
             final.update({f"valid_{k}": v for k, v in self.stats(vs).items()})
-        for part, m in (("train", self.moments), ("valid", getattr(self, "valid_moments", None))):
-            if m is None:
-                continue
-            null = _null_mean(lik, self.moments, m, self.source.offset or self.source.exposure)
-            final[f"{part}_null_objective"] = null
-            obj = final.get(f"{part}_objective", np.nan)
-            final[f"{part}_pseudo_r2"] = 1.0 - obj / null if np.isfinite(null) and null != 0 else np.nan
+        valid = None if self.valid is None else (self.valid, self.valid_moments)
+        final = with_null(final, null_objectives(lik, (self.feeder, self.moments), valid))
         final = {k: final[k] for k in column_order(lik, final)}
         user = jax.tree.map(lambda a: np.asarray(a), self.to_user(params))
         history = pd.DataFrame(rows)
@@ -395,24 +390,3 @@ def _jits(model, lik, family, names, standardized, dtype) -> _Jits:
         return unravel(theta + t * direction)
 
     return _Jits(jax.jit(init, static_argnums=(1, 2)), jax.jit(user), jax.jit(stats), jax.jit(apply))
-
-
-def _null_mean(lik, train, part, has_offset) -> float:
-    """The intercept-only model fitted to ``train`` (moments), its mean log-likelihood on ``part``."""
-    xlogy = np_xlogy  # (not scipy.special's: its import took 0.3 s of a streamed logit)
-    if has_offset:
-        return float("nan")
-    name = lik.name
-    if name == "bernoulli":  # y encoded as -1/1: the share of ones is (1 + mean) / 2
-        p, q = (1 + train.y_mean) / 2, (1 + part.y_mean) / 2
-        return float(xlogy(q, p) + xlogy(1 - q, 1 - p))
-    if name == "categorical":
-        p, q = train.classes / train.weight, part.classes / part.weight
-        return float(np.sum(xlogy(q, p)))
-    if name == "gaussian":
-        mse = part.y_m2 / part.weight + (part.y_mean - train.y_mean) ** 2
-        return float(-0.5 * (math.log(2 * math.pi * mse) + 1.0)) if mse > 0 else float("nan")
-    if name == "poisson":
-        mu = train.y_mean
-        return float(part.y_mean * math.log(mu) - mu - part.lgamma / part.weight) if mu > 0 else float("nan")
-    return float("nan")

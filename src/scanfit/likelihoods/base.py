@@ -118,8 +118,23 @@ class Likelihood:
                        offset_train=None, offset_eval=None) -> float:
         """The mean log-likelihood on ``y_eval`` of the intercept-only model fitted to ``y_train``
         (both encoded as ``prepare`` returns them; weights raw, offsets for count models): the
-        baseline of McFadden's pseudo R-squared."""
-        raise NotImplementedError
+        baseline of McFadden's pseudo R-squared. By default fitted (``likelihoods.null_fit``)."""
+        from .null_fit import fitted_null
+
+        return fitted_null(self, y_train, y_eval, w_train, w_eval, offset_train, offset_eval)
+
+    def null_from_moments(self, train, part) -> float | None:
+        """:meth:`null_objective` for a chunked source, from the first pass's moments of its training
+        rows and of the rows ``part`` (``engine.feeder.Moments``: weight, the target's weighted mean
+        and squared deviations, class totals; rows without an offset), or None where the family has
+        no closed form: the engine then fits the intercept-only model (see :meth:`null_start`)."""
+        return None
+
+    def null_start(self, train) -> dict:
+        """Where the engine's fit of the intercept-only model starts, from the training rows' moments:
+        ``{"intercept": one per output, **{p: a number for each of extra_params}}``. It maximizes
+        the weighted sum of ``loglik(intercept + offset, y, **extra)`` by Newton's method."""
+        return {"intercept": np.zeros(self.n_outputs), **{k: float(v) for k, v in self.init_extra().items()}}
 
     def spec(self) -> dict:
         return {"name": self.name, **{k: v for k, v in self.__dict__.items()}}

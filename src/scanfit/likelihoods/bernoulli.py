@@ -126,6 +126,11 @@ def _bernoulli_pass_jvp(primals, tangents):
 LINKS = ("logit", "probit")
 
 
+def _null_of_shares(p: float, q: float) -> float:
+    """The mean log-likelihood of rows with a share ``q`` of ones under ``P(y = 1) = p``."""
+    return float(np_xlogy(q, p) + np_xlogy(1.0 - q, 1.0 - p))
+
+
 def _log_cdf(z, link: str):
     """log P(y = 1) for the signed index ``z`` (+index for a 1, -index for a 0)."""
     return log_sigmoid(z) if link == "logit" else log_ndtr(z)
@@ -202,8 +207,10 @@ class Bernoulli(Likelihood):
         return y * ratio, ratio * (z + ratio)
 
     def null_objective(self, y_train, y_eval, w_train=None, w_eval=None, offset_train=None, offset_eval=None):
-        p, q = np_wmean(y_train > 0, w_train), np_wmean(y_eval > 0, w_eval)
-        return float(np_xlogy(q, p) + np_xlogy(1.0 - q, 1.0 - p))
+        return _null_of_shares(np_wmean(y_train > 0, w_train), np_wmean(y_eval > 0, w_eval))
+
+    def null_from_moments(self, train, part):
+        return _null_of_shares((1.0 + train.y_mean) / 2.0, (1.0 + part.y_mean) / 2.0)  # y coded -1/1
 
     def loglik(self, index, y, **kw):
         return _log_cdf(y * index, self.link)

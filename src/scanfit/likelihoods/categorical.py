@@ -13,6 +13,12 @@ from .base import Likelihood, np_xlogy, wmean
 __all__ = ["Categorical"]
 
 
+def _null_of_shares(p, q) -> float:
+    """The mean log-likelihood of rows with class totals ``q`` under the class shares of totals ``p``."""
+    p, q = p / max(p.sum(), 1e-300), q / max(q.sum(), 1e-300)
+    return float(np.sum(np_xlogy(q, p)))
+
+
 @dataclass(frozen=True)
 class Categorical(Likelihood):
     """K classes from K logits (softmax); ``y`` holds integer labels 0..K-1.
@@ -61,8 +67,10 @@ class Categorical(Likelihood):
         k = self.n_classes
         p = np.bincount(y_train, weights=w_train, minlength=k)
         q = np.bincount(y_eval, weights=w_eval, minlength=k)
-        p, q = p / max(p.sum(), 1e-300), q / max(q.sum(), 1e-300)
-        return float(np.sum(np_xlogy(q, p)))
+        return _null_of_shares(p, q)
+
+    def null_from_moments(self, train, part):
+        return _null_of_shares(train.classes, part.classes)
 
     def loglik(self, index, y, **kw):
         return self._logp(index, y)

@@ -13,6 +13,11 @@ from .base import Likelihood, np_wmean, wmean
 __all__ = ["Gaussian"]
 
 
+def _profile(mse: float) -> float:
+    """The profile mean log-likelihood (sigma at the root mean square error ``sqrt(mse)``)."""
+    return -0.5 * (math.log(2 * math.pi * mse) + 1.0) if mse > 0 else float("inf")
+
+
 @dataclass(frozen=True)
 class Gaussian(Likelihood):
     """Normal errors around the model's index (the mean).
@@ -48,8 +53,10 @@ class Gaussian(Likelihood):
 
     def null_objective(self, y_train, y_eval, w_train=None, w_eval=None, offset_train=None, offset_eval=None):
         # the profile objective (sigma at the root mean square error), as the "objective" statistic
-        mse = np_wmean((np.asarray(y_eval, np.float64) - np_wmean(y_train, w_train)) ** 2, w_eval)
-        return -0.5 * (math.log(2 * math.pi * mse) + 1.0) if mse > 0 else float("inf")
+        return _profile(np_wmean((np.asarray(y_eval, np.float64) - np_wmean(y_train, w_train)) ** 2, w_eval))
+
+    def null_from_moments(self, train, part):
+        return _profile(part.y_m2 / part.weight + (part.y_mean - train.y_mean) ** 2)
 
     def loglik(self, index, y, *, sigma):
         r = (y - index) / sigma

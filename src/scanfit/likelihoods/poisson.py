@@ -48,6 +48,9 @@ class _Counts(Likelihood):
     def mean(self, index):
         return jnp.exp(index)
 
+    def null_start(self, train):
+        return {**super().null_start(train), "intercept": np.array([np.log(max(train.y_mean, 1e-12))])}
+
 
 @dataclass(frozen=True)
 class Poisson(_Counts):
@@ -84,44 +87,37 @@ class Poisson(_Counts):
 
         return np_wmean(y_eval * eta - np.exp(eta) - special.gammaln(y_eval + 1.0), w_eval)
 
+    def null_from_moments(self, train, part):
+        mu = train.y_mean  # the intercept-only mean; lgamma: the weighted sum of lgamma(y + 1)
+        return float(part.y_mean * np.log(mu) - mu - part.lgamma / part.weight) if mu > 0 else float("nan")
+
 
 _STIRLING_FROM = 1e5  # theta = 1/alpha above which log Gamma(y + theta) - log Gamma(theta) uses Stirling's series
 
 
-def _log_rising(y, theta, xp, gammaln_):
+def _log_rising(y, theta):
     """``log Gamma(y + theta) - log Gamma(theta)``, accurate also for ``theta >> y`` (alpha near 0), where
     the difference of two log-gammas of ~theta log theta loses all digits: Stirling's series with log1p,
     ``y log t + (t + y - 1/2) log1p(y / t) - y`` plus the series' corrections."""
-    t = xp.maximum(theta, 1.0)
+    t = jnp.maximum(theta, 1.0)
     z = t + y
 
     def corr(v):
         return 1.0 / (12.0 * v) - 1.0 / (360.0 * v ** 3)
 
-    stirling = y * xp.log(t) + (z - 0.5) * xp.log1p(y / t) - y + (corr(z) - corr(t))
-    return xp.where(theta > _STIRLING_FROM, stirling, gammaln_(y + theta) - gammaln_(theta))
-
-
-def _nb_terms(y, eta, log_alpha, xp, gammaln_, softplus):
-    theta_log = -log_alpha  # log(1 / alpha)
-    theta = xp.exp(theta_log)
-    # theta log(theta / (theta + mu)) and y log(mu / (theta + mu)) through softplus: their logs differ by
-    # ~mu / theta, which a difference of two logs would round away when alpha is near 0
-    return (_log_rising(y, theta, xp, gammaln_) - gammaln_(y + 1.0)
-            - theta * softplus(eta - theta_log) - y * softplus(theta_log - eta))
+    stirling = y * jnp.log(t) + (z - 0.5) * jnp.log1p(y / t) - y + (corr(z) - corr(t))
+    return jnp.where(theta > _STIRLING_FROM, stirling, gammaln(y + theta) - gammaln(theta))
 
 
 def _nb_loglik(y, eta, log_alpha):
     """NB2 log-likelihood, ``Var = mu + alpha mu^2``, in log space: finite for eta in +-50, and accurate
     as alpha goes to 0 (where it tends to Poisson's)."""
-    return _nb_terms(y, eta, log_alpha, jnp, gammaln, jax.nn.softplus)
-
-
-def _nb_loglik_np(y, eta, log_alpha):
-    """NumPy twin of :func:`_nb_loglik` (float64), for the intercept-only baseline."""
-    from scipy import special
-
-    return _nb_terms(y, eta, log_alpha, np, special.gammaln, lambda v: np.logaddexp(0.0, v))
+    theta_log = -log_alpha  # log(1 / alpha)
+    theta = jnp.exp(theta_log)
+    # theta log(theta / (theta + mu)) and y log(mu / (theta + mu)) through softplus: their logs differ by
+    # ~mu / theta, which a difference of two logs would round away when alpha is near 0
+    return (_log_rising(y, theta) - gammaln(y + 1.0)
+            - theta * jax.nn.softplus(eta - theta_log) - y * jax.nn.softplus(theta_log - eta))
 
 
 @dataclass(frozen=True)
@@ -154,23 +150,10 @@ class NegativeBinomial(_Counts):
         theta = jnp.exp(-log_alpha)
         return 2.0 * (xlogy(y, y) - y * index - (y + theta) * (jnp.log(y + theta) - jnp.logaddexp(-log_alpha, index)))
 
-    def null_objective(self, y_train, y_eval, w_train=None, w_eval=None, offset_train=None, offset_eval=None):
-        off_t = np.zeros(len(y_train)) if offset_train is None else offset_train
-        off_e = np.zeros(len(y_eval)) if offset_eval is None else offset_eval
-        wt = np.ones(len(y_train)) if w_train is None else w_train
+    def null_start(self, train):
+        return {**super().null_start(train), "log_alpha": _log_alpha_start(train.y_mean, train.y_m2 / train.weight)}
 
-        yt, ye = np.asarray(y_train, np.float64), np.asarray(y_eval, np.float64)
 
-        def nll(v):  # NumPy in float64: two parameters, many rows, so no JAX dispatch per evaluation
-            return -np.sum(wt * _nb_loglik_np(yt, v[0] + off_t, v[1]))
-
-        mean = np.sum(wt * yt) / np.sum(wt)
-        spread = np.sum(wt * (yt - mean) ** 2) / np.sum(wt)
-        alpha = max((spread - mean) / max(mean, 1e-12) ** 2, 1e-3)  # the moment estimate, a start
-        start = np.array([np.log(max(np.sum(wt * yt), 1e-12) / np.sum(wt * np.exp(off_t))), np.log(alpha)])
-        scale = max(np.sum(wt), 1.0)
-        from scipy import optimize  # here: importing it costs ~0.2 s, and only this null model needs it
-
-        c, log_alpha = optimize.minimize(lambda v: nll(v) / scale, start, method="BFGS",
-                                         options={"gtol": 1e-11, "maxiter": 500}).x
-        return np_wmean(_nb_loglik_np(ye, c + off_e, log_alpha), w_eval)
+def _log_alpha_start(mean: float, spread: float) -> float:
+    """The moment estimate of ``log(alpha)`` from the target's mean and variance (at least log 1e-3)."""
+    return float(np.log(max((spread - mean) / max(mean, 1e-12) ** 2, 1e-3)))
