@@ -118,14 +118,20 @@ def check_exact_fit(given: Inputs, config) -> None:
     n_rows, n_features = given.xa.shape
     n_used = n_rows if given.weights is None else int(np.count_nonzero(given.weights > 0))
     coefficients = n_features + bool(getattr(given.model, "intercept", False))
-    if (has_mle(given.model, given.likelihood) and config.penalty is None and config.optimizer in ("newton", "lbfgs")
-            and coefficients >= n_used):
-        raise ValueError(f"The fit has {coefficients:,} coefficients per output "
-                         f"({'an intercept and ' if coefficients > n_features else ''}{n_features:,} columns of x) "
-                         f"but only {n_used:,} rows{' of positive weight' if n_used != n_rows else ''}: an exact "
-                         f"(maximum-likelihood) fit needs more rows than coefficients, else the coefficients are not "
-                         f"identified. Use fewer columns or more rows, or a penalized fit "
-                         f"(penalty=sf.ElasticNet(alpha=0.1, l1_ratio=0)).")
+    if not (has_mle(given.model, given.likelihood) and config.penalty is None
+            and config.optimizer in ("newton", "lbfgs") and coefficients >= n_used):
+        return
+    if given.likelihood.name in ("bernoulli", "categorical"):
+        y = np.asarray(given.yenc)
+        if len(np.unique(y if given.weights is None else y[np.asarray(given.weights) > 0])) < 2:
+            return  # one class: the check of the classes says so, more plainly
+    raise ValueError(f"The fit has {coefficients:,} coefficients per output "
+                     f"({'an intercept and ' if coefficients > n_features else ''}{n_features:,} columns of x) "
+                     f"but only {n_used:,} row{'s' if n_used != 1 else ''}{' of positive weight' if n_used != n_rows else ''} "
+                     f"(n_samples = {n_used:,}): an exact "
+                     f"(maximum-likelihood) fit needs more rows than coefficients, else the coefficients are not "
+                     f"identified. Use fewer columns or more rows, or a penalized fit "
+                     f"(penalty=sf.ElasticNet(alpha=0.1, l1_ratio=0)).")
 
 
 # Rows padded to a small ladder of sizes (issue 14): fits whose row counts differ a little (the folds of
