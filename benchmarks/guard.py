@@ -27,18 +27,23 @@ import warnings
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+SETTLE = 0.25  # seconds of rest before each timed run: BLAS's and XLA's threads spin for a while after a call,
+# and the other side's first milliseconds then fought them (scikit-learn ran 2-10x slower right after a JAX fit)
+
+
 def paired(fn, ref, pairs: int) -> list[float]:
     """Per-pair ratios ``fn / ref`` of alternated runs, after a first call of each."""
     fn()
     ref()
     ratios = []
     for _ in range(pairs):
-        t0 = time.perf_counter()
-        fn()
-        t1 = time.perf_counter()
-        ref()
-        t2 = time.perf_counter()
-        ratios.append((t1 - t0) / (t2 - t1))
+        seconds = []
+        for side in (fn, ref):
+            time.sleep(SETTLE)
+            t0 = time.perf_counter()
+            side()
+            seconds.append(time.perf_counter() - t0)
+        ratios.append(seconds[0] / seconds[1])
     return ratios
 
 

@@ -129,7 +129,7 @@ def _padded(method, X) -> np.ndarray:
     here compute row by row, so the real rows' numbers do not change): the test folds of a
     cross-validation share one compiled forward pass instead of one per row count."""
     n = X.shape[0]
-    out = method(pad(np.asarray(X), padded_rows(n)))
+    out = method(pad(np.asarray(X), padded_rows(n, np.shape(X)[1] if np.ndim(X) > 1 else 1)))
     return np.asarray(out, dtype=np.float64)[:n]
 
 

@@ -412,13 +412,12 @@ def _run(model, config, given, progress, throw, init_params=None):
     pscale = design.scale if (config.penalty is not None and design.standardized) else None
     # rows padded to a shared size (built-in models: their index is row by row), so that fits of nearby
     # sizes reuse one compiled program; padded rows count for nothing (see inputs.target)
-    pad = inputs.padded_rows if model.columns else (lambda n: n)
-    rows = pad(len(xa))
+    rows = inputs.padded_rows(len(xa), xa.shape[1]) if model.columns else len(xa)
     data = {"x": _columns(model, design.apply(xa), config.dtype, rows),
             "y": inputs.target(given.yenc, given.weights, given.offset, config.dtype, pscale, rows=rows,
                                likelihood=likelihood)}
     if vdata is not None:
-        vrows = pad(len(vdata[0]))
+        vrows = inputs.padded_rows(len(vdata[0]), xa.shape[1]) if model.columns else len(vdata[0])
         data.update(vx=_columns(model, design.apply(vdata[0]), config.dtype, vrows),
                     vy=inputs.target(vdata[2], vdata[3], vdata[4], config.dtype, rows=vrows, likelihood=likelihood))
     if design.standardized:
