@@ -253,7 +253,9 @@ def main():
 
     print(f"scanfit {sf.__version__}, jax {jax.__version__}, {platform.machine()}, {jax.devices()[0].device_kind}, "
           f"{time.strftime('%Y-%m-%d')}")
-    print(f"Bernoulli kernel: {sf.native.status()}")
+    from scanfit.likelihoods import native
+
+    print(f"Bernoulli kernel: {native.status()}")
     print(f"| workload | run | seconds | compile s | ratio | note |")
     print("|---|---|---:|---:|---:|---|")
     for w, name, t, c, ratio, note in rows:
