@@ -315,3 +315,23 @@ def test_predict_names_and_skips_rows_with_a_missing_text_value_of_a_formula_mod
     assert pred["predicted"][[2, 5, 7]].isna().all() and pred["skipped"].notna().sum() == 3
     kept = ~pred.index.isin([2, 5, 7])
     np.testing.assert_allclose(pred["predicted"][kept], full["predicted"][kept], rtol=1e-12)
+
+
+def test_save_on_a_full_disk_is_a_clear_error_and_keeps_the_old_model(tmp_path, small_fit, monkeypatch):
+    from scanfit.results import persist
+
+    path = tmp_path / "m"
+    small_fit.save(path)
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+
+    def full(directory, name, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(directory / name))
+
+    monkeypatch.setattr(persist, "_write", full)
+    with pytest.raises(run_dir.OutputError) as caught:
+        small_fit.save(path)
+    assert str(caught.value) == (f"Cannot save the model to '{path}': No space left on device. The model saved there "
+                                 f"before, if any, is unchanged; free some space on that disk, or save to another "
+                                 f"directory.")
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary directory left behind

@@ -265,15 +265,24 @@ def save(result, path: str | os.PathLike, *, extra: dict | None = None, overwrit
         ours = _check_target(given, path)
         if not overwrite and ours:
             raise FileExistsError(f"A saved model already exists at {str(given)!r}; pass overwrite=True to replace it.")
-        tmp = files.new_dir(path)
+        tmp = None
         try:
+            tmp = files.new_dir(path)
             _write(tmp, PARAMS_FILE, blob)
             _write(tmp, META_FILE, text.encode())
             run_dir.write_manifest(tmp, [PARAMS_FILE, META_FILE], by="result.save")
             files.fsync_dir(tmp)
             files.replace_dir(tmp, path)  # afterwards tmp holds the previous model, if there was one
+        except OSError as err:
+            if err.errno is None:  # scanfit's own refusals say what to do already
+                raise
+            fix = "free some space on that disk" if err.errno in (28, 122) else "check that you may write there"
+            raise run_dir.OutputError(f"Cannot save the model to {str(given)!r}: {err.strerror or err}. The model "
+                                      f"saved there before, if any, is unchanged; {fix}, or save to another "
+                                      f"directory.") from None
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
     return Path(given)
 
 
