@@ -209,3 +209,17 @@ def test_the_status_of_a_network_gives_advice_that_applies():
     assert r.status.code == "completed" and "refine()" not in r.status.message
     r = sf.fit(sf.Linear(), sf.Bernoulli(), *_xy(), optimizer="adam", steps=5)
     assert "result.refine() finds the exact maximum" in r.status.message
+
+
+def test_streamed_and_minibatch_fits_check_their_sizes_too(monkeypatch):
+    from scanfit.data.sources import Arrays
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 40)), (rng.random(30) < 0.5).astype(float)
+    with pytest.raises(ValueError, match=r"41 coefficients .* only 30 rows \(n_samples = 30\).*penalty=sf.ElasticNet"):
+        sf.fit(sf.Linear(), sf.Bernoulli(), Arrays(x, y))  # an exact streamed fit with p >= n
+    monkeypatch.setenv("SCANFIT_MAX_PARAMETERS", "100")
+    with pytest.raises(ValueError, match=r"2,101, above scanfit's limit of 100 parameters.*SCANFIT_MAX_PARAMETERS"):
+        sf.fit(sf.MLP(hidden=50), sf.Bernoulli(), Arrays(x, y), batch_size=10, epochs=1)
+    with pytest.raises(ValueError, match=r"above scanfit's limit of 100 parameters"):
+        sf.fit(sf.MLP(hidden=50), sf.Bernoulli(), Arrays(x, y), optimizer="adam", steps=5)

@@ -139,7 +139,11 @@ def test_separated_classes_are_not_converged(tmp_path):
 
 def test_a_fit_whose_residual_variance_does_not_exist_says_so(tmp_path):
     put(pd.DataFrame({"a": [1.0, 2.0], "y": [3.0, 5.0]}), tmp_path / "two.parquet")
-    r = sf.fit(sf.Linear(), sf.Gaussian(), sf.Parquet(tmp_path / "two.parquet", target="y"))
+    # as in memory, an exact fit with no more rows than coefficients is refused before fitting (issue 27)
+    with pytest.raises(ValueError, match=r"2 coefficients .* only 2 rows \(n_samples = 2\)"):
+        sf.fit(sf.Linear(), sf.Gaussian(), sf.Parquet(tmp_path / "two.parquet", target="y"))
+    put(pd.DataFrame({"a": [1.0, 2.0, 3.0], "y": [3.0, 5.0, 7.0]}), tmp_path / "three.parquet")  # a perfect fit
+    r = sf.fit(sf.Linear(), sf.Gaussian(), sf.Parquet(tmp_path / "three.parquet", target="y"))
     with pytest.raises(ValueError, match="residual variance, and so the standard errors, do not exist"):
         r.summary()
 

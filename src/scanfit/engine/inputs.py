@@ -18,7 +18,7 @@ from ..data import checks
 from ..data.design import Design, check_offset, check_range, check_weights
 from ..likelihoods.glm import has_mle
 
-__all__ = ["Inputs", "prepare", "check_exact_fit", "target", "padded_rows", "pad"]
+__all__ = ["Inputs", "prepare", "check_exact_fit", "refuse_few_rows", "target", "padded_rows", "pad"]
 
 
 @dataclass
@@ -117,17 +117,24 @@ def check_exact_fit(given: Inputs, config) -> None:
     penalty) with no more rows (of positive weight) than coefficients: its coefficients are not identified."""
     n_rows, n_features = given.xa.shape
     n_used = n_rows if given.weights is None else int(np.count_nonzero(given.weights > 0))
-    coefficients = n_features + bool(getattr(given.model, "intercept", False))
-    if not (has_mle(given.model, given.likelihood) and config.penalty is None
-            and config.optimizer in ("newton", "lbfgs") and coefficients >= n_used):
-        return
     if given.likelihood.name in ("bernoulli", "categorical"):
         y = np.asarray(given.yenc)
         if len(np.unique(y if given.weights is None else y[np.asarray(given.weights) > 0])) < 2:
             return  # one class: the check of the classes says so, more plainly
+    refuse_few_rows(given.model, given.likelihood, config, n_features, n_used, n_rows)
+
+
+def refuse_few_rows(model, likelihood, config, n_features: int, n_used: int, n_rows: int | None = None) -> None:
+    """:func:`check_exact_fit`'s refusal from the counts alone (a streamed fit knows them after its first pass):
+    ``n_used`` rows count (positive weight) of ``n_rows``."""
+    coefficients = n_features + bool(getattr(model, "intercept", False))
+    if not (has_mle(model, likelihood) and config.penalty is None
+            and config.optimizer in ("newton", "lbfgs") and coefficients >= n_used):
+        return
+    some = n_rows is not None and n_used != n_rows
     raise ValueError(f"The fit has {coefficients:,} coefficients per output "
                      f"({'an intercept and ' if coefficients > n_features else ''}{n_features:,} columns of x) "
-                     f"but only {n_used:,} row{'s' if n_used != 1 else ''}{' of positive weight' if n_used != n_rows else ''} "
+                     f"but only {n_used:,} row{'s' if n_used != 1 else ''}{' of positive weight' if some else ''} "
                      f"(n_samples = {n_used:,}): an exact "
                      f"(maximum-likelihood) fit needs more rows than coefficients, else the coefficients are not "
                      f"identified. Use fewer columns or more rows, or a penalized fit "

@@ -64,7 +64,7 @@ from ..data.precision import dtype_scope
 from ..data.sources import Arrays, is_source
 from ..likelihoods import streamed as lstats
 from ..likelihoods.base import Likelihood
-from ..models.checks import check_model
+from ..models.checks import check_model, check_size
 from ..models.core import as_model, forward
 from . import distributed, optimizers, passes
 from .assemble import column_order
@@ -209,6 +209,7 @@ class _Fit:
         self.monitor = None if es is None else (
             es.monitor if valid is not None or not es.monitor.startswith("valid_") else "train_" + es.monitor[6:])
         self.init_params = check_model(model, self.lik, (self.moments.rows, len(names)), init_params)
+        check_size(model, self.lik, config, 1, len(names))  # its parameters (the batches are bounded)
 
     # ----------------------------------------------------------------- pieces
     def start(self):

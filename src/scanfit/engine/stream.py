@@ -34,7 +34,8 @@ from ..data.sources import is_source
 from ..likelihoods import streamed as lstats
 from ..likelihoods.base import Likelihood
 from ..likelihoods.glm import glm_family, has_mle, null_intercept
-from . import distributed, optimizers, stream_checks
+from ..models.checks import check_size
+from . import distributed, inputs, optimizers, stream_checks
 from .assemble import column_order
 from .config import FitConfig, settle
 from .outcome import FitError, FitWarning, Outcome, Status
@@ -127,6 +128,8 @@ class _Fit(NewtonSteps):
         self.lik = self.feeder.likelihood
         self.family = glm_family(model, self.lik)
         self.mle = has_mle(model, self.lik)
+        check_size(model, self.lik, config, 1, len(source.features))  # its parameters (the rows are streamed)
+        inputs.refuse_few_rows(model, self.lik, config, len(source.features), int(self.moments.rows))
         centered = getattr(model, "intercept", True)
         if config.standardize:
             center, scale = self.moments.center_scale(centered)
